@@ -1,0 +1,352 @@
+//! Routing and the handlers of `/api/tasks`.
+
+use crate::app::data::documents::Error as DataError;
+use crate::cursor::{Cursor, SortField};
+use crate::data;
+use crate::problem::{FieldError, Kind, Problem};
+use crate::task::{Fields, Task, etag_matches};
+use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
+use serde_json::{Map, Value, json};
+use spin_sdk::http::{Method, Request, Response};
+
+const OPENAPI: &str = include_str!("../openapi.json");
+pub const LIST_DEFAULT_LIMIT: u32 = 20;
+pub const LIST_MAX_LIMIT: u32 = 100;
+const Q_MAX_CHARS: usize = 100;
+/// PATCH without If-Match re-reads and retries this often when it races another write.
+const PATCH_RETRIES: usize = 5;
+
+type Outcome = Result<Response, Problem>;
+
+pub fn route(req: &Request) -> Response {
+    let path = req.path().to_owned();
+    let method = req.method().clone();
+    let outcome = match path.as_str() {
+        "/api/openapi.json" => match method {
+            Method::Get | Method::Head => Ok(json_response(200, OPENAPI.to_owned())),
+            _ => method_not_allowed("GET, HEAD"),
+        },
+        "/api/tasks" => match method {
+            Method::Get | Method::Head => list(req),
+            Method::Post => create(req),
+            _ => method_not_allowed("GET, HEAD, POST"),
+        },
+        p => match p.strip_prefix("/api/tasks/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => match method {
+                Method::Get | Method::Head => get_one(req, id),
+                Method::Patch => patch(req, id),
+                Method::Delete => delete(req, id),
+                _ => method_not_allowed("GET, HEAD, PATCH, DELETE"),
+            },
+            _ => Err(Problem::new(Kind::NotFound, format!("no route for {p}"))),
+        },
+    };
+    outcome.unwrap_or_else(|p| p.into_response(&path))
+}
+
+fn method_not_allowed(allow: &'static str) -> Outcome {
+    Err(
+        Problem::new(Kind::MethodNotAllowed, format!("allowed methods: {allow}"))
+            .header("allow", allow),
+    )
+}
+
+fn json_response(status: u16, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .build()
+}
+
+fn task_response(status: u16, task: &Task) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("etag", task.etag())
+        .body(task.to_json().to_string())
+        .build()
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.header(name).and_then(|v| v.as_str())
+}
+
+/// The request's media type (without parameters), lower-cased.
+fn media_type(req: &Request) -> Option<String> {
+    header(req, "content-type").map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
+fn require_media_type(req: &Request, allowed: &[&str]) -> Result<(), Problem> {
+    match media_type(req) {
+        Some(m) if allowed.contains(&m.as_str()) => Ok(()),
+        _ => Err(Problem::new(
+            Kind::UnsupportedMediaType,
+            format!("Content-Type must be {}", allowed.join(" or ")),
+        )
+        .header("accept-patch", "application/merge-patch+json")),
+    }
+}
+
+fn json_object(req: &Request) -> Result<Map<String, Value>, Problem> {
+    match serde_json::from_slice::<Value>(req.body()) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Problem::new(
+            Kind::InvalidJson,
+            "the body must be a JSON object",
+        )),
+        // serde_json's recursion limit also turns deeply nested input into this error.
+        Err(e) => Err(Problem::new(
+            Kind::InvalidJson,
+            format!("invalid JSON: {e}"),
+        )),
+    }
+}
+
+fn stored_task(d: &Document) -> Result<Task, Problem> {
+    Task::from_stored(d).ok_or_else(|| Problem::new(Kind::Internal, "a stored task is malformed"))
+}
+
+fn parse_id(id: &str) -> Result<Bson, Problem> {
+    ObjectId::parse_str(id)
+        .map(Bson::ObjectId)
+        .map_err(|_| Problem::new(Kind::NotFound, "no such task"))
+}
+
+fn create(req: &Request) -> Outcome {
+    require_media_type(req, &["application/json"])?;
+    let body = json_object(req)?;
+    let fields = Fields::from_json(&body).map_err(Problem::validation)?;
+    let now = DateTime::now();
+    let mut d = fields.to_bson();
+    d.insert("created", now);
+    d.insert("updated", now);
+    d.insert("version", 1_i64);
+    let task = stored_task(&data::insert_one(&d)?)?;
+    let mut resp = task_response(201, &task);
+    resp.set_header("location", format!("/api/tasks/{}", task.id.to_hex()));
+    Ok(resp)
+}
+
+fn get_one(req: &Request, id: &str) -> Outcome {
+    let id = parse_id(id)?;
+    let Some(d) = data::find_one(&data::id_filter(&id))? else {
+        return Err(Problem::new(Kind::NotFound, "no such task"));
+    };
+    let task = stored_task(&d)?;
+    if header(req, "if-none-match").is_some_and(|h| etag_matches(h, task.version)) {
+        return Ok(Response::builder()
+            .status(304)
+            .header("etag", task.etag())
+            .build());
+    }
+    Ok(task_response(200, &task))
+}
+
+/// The parts of a list query, validated.
+struct ListQuery {
+    filter: Vec<Document>,
+    sort: SortField,
+    desc: bool,
+    limit: u32,
+    cursor: Option<Cursor>,
+}
+
+fn parse_list_query(query: &str) -> Result<ListQuery, Problem> {
+    let mut errors = Vec::new();
+    let mut q = ListQuery {
+        filter: Vec::new(),
+        sort: SortField::Created,
+        desc: false,
+        limit: LIST_DEFAULT_LIMIT,
+        cursor: None,
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if seen.contains(&k.to_string()) {
+            errors.push(FieldError::new(k.to_string(), "is given more than once"));
+            continue;
+        }
+        seen.push(k.to_string());
+        match k.as_ref() {
+            "status" if crate::task::STATUSES.contains(&v.as_ref()) => {
+                q.filter.push(doc! {"status": v.as_ref()});
+            }
+            "status" => errors.push(FieldError::new(
+                "status",
+                "must be one of todo, doing, done",
+            )),
+            "tag" if !v.trim().is_empty() && v.chars().count() <= crate::task::TAG_MAX_CHARS => {
+                q.filter.push(doc! {"tags": v.as_ref()});
+            }
+            "tag" => errors.push(FieldError::new("tag", "must be 1-32 characters")),
+            "q" if !v.is_empty() && v.chars().count() <= Q_MAX_CHARS => {
+                q.filter
+                    .push(doc! {"title": {"$regex": regex_escape(&v), "$options": "i"}});
+            }
+            "q" => errors.push(FieldError::new(
+                "q",
+                format!("must be 1-{Q_MAX_CHARS} characters"),
+            )),
+            "sort" => match SortField::parse(&v) {
+                Some((f, desc)) => (q.sort, q.desc) = (f, desc),
+                None => errors.push(FieldError::new(
+                    "sort",
+                    "must be created, due or priority, optionally prefixed with - for descending",
+                )),
+            },
+            "limit" => match v.parse::<u32>() {
+                Ok(n @ 1..=LIST_MAX_LIMIT) => q.limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    format!("must be an integer from 1 to {LIST_MAX_LIMIT}"),
+                )),
+            },
+            "cursor" => match Cursor::decode(&v) {
+                Some(c) => q.cursor = Some(c),
+                None => errors.push(FieldError::new("cursor", "is not a cursor this API issued")),
+            },
+            other => errors.push(FieldError::new(
+                other.to_owned(),
+                "is not a query parameter of this API",
+            )),
+        }
+    }
+    if let Some(c) = &q.cursor {
+        if (c.sort, c.desc) != (q.sort, q.desc) {
+            errors.push(FieldError::new("cursor", "was issued for a different sort"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(q)
+    } else {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let list = errors
+            .iter()
+            .map(|e| json!({"field": e.field, "message": e.message}))
+            .collect();
+        Err(Problem::new(Kind::InvalidQuery, detail).with("errors", Value::Array(list)))
+    }
+}
+
+/// Escape a user's search text so it matches literally, in both the Rust regex
+/// syntax (embedded store) and PCRE (MongoDB): backslash before every metacharacter.
+pub fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn list(req: &Request) -> Outcome {
+    let mut q = parse_list_query(req.query())?;
+    if let Some(c) = &q.cursor {
+        q.filter.push(c.filter());
+    }
+    let filter = match q.filter.len() {
+        0 => Document::new(),
+        1 => q.filter.remove(0),
+        _ => doc! {"$and": q.filter.into_iter().map(Bson::Document).collect::<Vec<_>>()},
+    };
+    let dir = if q.desc { -1 } else { 1 };
+    let sort = doc! {q.sort.name(): dir, "_id": dir};
+    // One extra tells whether there is a next page without a count.
+    let mut docs = data::find(&filter, &sort, q.limit + 1)?;
+    let more = docs.len() > q.limit as usize;
+    docs.truncate(q.limit as usize);
+    let next = if more {
+        docs.last()
+            .and_then(|d| Cursor::after(q.sort, q.desc, d))
+            .map(|c| c.encode())
+    } else {
+        None
+    };
+    let items = docs
+        .iter()
+        .map(|d| stored_task(d).map(|t| t.to_json()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json_response(
+        200,
+        json!({"items": items, "next_cursor": next}).to_string(),
+    ))
+}
+
+fn patch(req: &Request, id: &str) -> Outcome {
+    require_media_type(req, &["application/merge-patch+json", "application/json"])?;
+    let id = parse_id(id)?;
+    let body = json_object(req)?;
+    let if_match = header(req, "if-match").map(str::to_owned);
+    for _ in 0..PATCH_RETRIES {
+        let Some(d) = data::find_one(&data::id_filter(&id))? else {
+            return Err(Problem::new(Kind::NotFound, "no such task"));
+        };
+        let current = stored_task(&d)?;
+        if let Some(h) = &if_match {
+            if !etag_matches(h, current.version) {
+                return Err(stale(current.version));
+            }
+        }
+        let fields = current.merge_patch(&body).map_err(Problem::validation)?;
+        let mut set = fields.to_bson();
+        set.insert("updated", DateTime::now());
+        let update = doc! {"$set": set, "$inc": {"version": 1_i64}};
+        match data::update_one(&data::id_filter(&id), &update, Some(current.version)) {
+            Ok(d) => return Ok(task_response(200, &stored_task(&d)?)),
+            // Someone else wrote since we read. With If-Match the client asked for
+            // exactly that version, so tell them; without, merge onto the new state.
+            Err(DataError::Conflict(_)) if if_match.is_some() => {
+                return Err(stale(current.version + 1));
+            }
+            Err(DataError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::new(
+        Kind::Conflict,
+        "the task is being changed concurrently; retry",
+    ))
+}
+
+fn stale(current: i64) -> Problem {
+    Problem::new(
+        Kind::PreconditionFailed,
+        "If-Match does not match the task's current ETag; re-read it and retry",
+    )
+    .with("current_version_at_least", json!(current))
+}
+
+fn delete(req: &Request, id: &str) -> Outcome {
+    let id = parse_id(id)?;
+    let mut filter = data::id_filter(&id);
+    if let Some(h) = header(req, "if-match") {
+        let Some(d) = data::find_one(&filter)? else {
+            return Err(Problem::new(Kind::NotFound, "no such task"));
+        };
+        let current = stored_task(&d)?;
+        if !etag_matches(h, current.version) {
+            return Err(stale(current.version));
+        }
+        filter.insert("version", current.version);
+        return match data::delete_one(&filter) {
+            Ok(()) => Ok(Response::builder().status(204).build()),
+            Err(p) if p.kind == Kind::NotFound => Err(stale(current.version + 1)),
+            Err(p) => Err(p),
+        };
+    }
+    data::delete_one(&filter)?;
+    Ok(Response::builder().status(204).build())
+}

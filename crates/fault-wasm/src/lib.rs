@@ -1,0 +1,173 @@
+//! A component that misbehaves on purpose. The host's sandbox tests load it instead of
+//! the tasks API and check that every escape attempt fails the documented way while
+//! the host keeps serving. Never deployed.
+
+// Generated bindings need `unsafe`; the hand-written code below contains none.
+#![allow(unsafe_code)]
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "app:data/handler",
+});
+
+use app::data::documents::{self, Error, FindOptions};
+use bson::doc;
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+fn reply(status: u16, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .build()
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn error_kind(e: &Error) -> String {
+    match e {
+        Error::NotFound => "not-found".into(),
+        Error::Conflict(m) => format!("conflict: {m}"),
+        Error::Invalid(m) => format!("invalid: {m}"),
+        Error::Forbidden(m) => format!("forbidden: {m}"),
+        Error::Unavailable(m) => format!("unavailable: {m}"),
+        Error::Internal(m) => format!("internal: {m}"),
+    }
+}
+
+fn data_result<T>(r: Result<T, Error>) -> Response {
+    match r {
+        Ok(_) => reply(200, r#"{"outcome":"ok"}"#.into()),
+        Err(e) => reply(200, format!(r#"{{"outcome":{}}}"#, quote(&error_kind(&e)))),
+    }
+}
+
+fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+}
+
+fn encode(d: &bson::Document) -> Vec<u8> {
+    d.to_vec().unwrap_or_default()
+}
+
+#[http_component]
+async fn handle(req: Request) -> Response {
+    match req.path() {
+        "/fault/ok" => {
+            // A healthy request that also goes through the data interface.
+            data_result(documents::count("tasks", &encode(&doc! {})))
+        }
+        "/fault/loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "/fault/alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+            }
+        }
+        "/fault/trap" => panic!("deliberate trap"),
+        "/fault/env" => {
+            let names: Vec<String> = std::env::vars_os()
+                .map(|(k, _)| quote(&k.to_string_lossy()))
+                .collect();
+            let args = std::env::args_os().count();
+            reply(
+                200,
+                format!(r#"{{"vars":[{}],"args":{args}}}"#, names.join(",")),
+            )
+        }
+        "/fault/file" => {
+            let path = query_param(&req, "path").unwrap_or("/etc/passwd");
+            let read = std::fs::read(path).map(|b| b.len());
+            let dir = std::fs::read_dir(".").map(|d| d.count());
+            reply(
+                200,
+                format!(
+                    r#"{{"read":{},"list_cwd":{}}}"#,
+                    quote(&format!("{read:?}")),
+                    quote(&format!("{dir:?}"))
+                ),
+            )
+        }
+        "/fault/socket" => {
+            let addr = query_param(&req, "addr").unwrap_or("127.0.0.1:9");
+            let r = std::net::TcpStream::connect(addr).map(|_| ());
+            reply(
+                200,
+                format!(r#"{{"connect":{}}}"#, quote(&format!("{r:?}"))),
+            )
+        }
+        "/fault/outbound" => {
+            let url = query_param(&req, "url").unwrap_or("http://127.0.0.1:9/");
+            let outgoing = Request::new(Method::Get, url);
+            let r: Result<Response, _> = spin_sdk::http::send(outgoing).await;
+            let shown = match r {
+                Ok(resp) => format!("status {}", resp.status()),
+                Err(e) => format!("error: {e}"),
+            };
+            reply(200, format!(r#"{{"outbound":{}}}"#, quote(&shown)))
+        }
+        "/fault/ungranted" => {
+            let coll = query_param(&req, "collection").unwrap_or("secrets");
+            data_result(documents::find_one(coll, &encode(&doc! {})))
+        }
+        "/fault/inject" => {
+            let filter = match query_param(&req, "op").unwrap_or("") {
+                "where" => doc! {"$where": "sleep(10000) || true"},
+                "function" => {
+                    doc! {"title": {"$function": {"body": "return 1", "args": [], "lang": "js"}}}
+                }
+                "expr" => doc! {"$expr": {"$eq": ["$title", "$description"]}},
+                "gt-empty" => doc! {"title": {"$gt": ""}, "$comment": "x"},
+                "depth" => {
+                    let mut d = doc! {"title": "x"};
+                    for _ in 0..200 {
+                        d = doc! {"$and": [d]};
+                    }
+                    d
+                }
+                "regex-long" => doc! {"title": {"$regex": "a".repeat(10_000)}},
+                _ => doc! {},
+            };
+            let opts = FindOptions {
+                sort: None,
+                limit: None,
+                skip: None,
+                projection: None,
+            };
+            data_result(documents::find("tasks", &encode(&filter), &opts))
+        }
+        "/fault/inject-update" => {
+            let update = match query_param(&req, "op").unwrap_or("") {
+                "rename" => doc! {"$rename": {"title": "t"}},
+                "replace" => doc! {"title": "replaced"},
+                "id" => doc! {"$set": {"_id": "other"}},
+                _ => doc! {"$set": {"touched": true}},
+            };
+            data_result(documents::update_one(
+                "tasks",
+                &encode(&doc! {}),
+                &encode(&update),
+                None,
+            ))
+        }
+        "/fault/insert-operator" => data_result(documents::insert_one(
+            "tasks",
+            &encode(&doc! {"title": "x", "$where": "1"}),
+        )),
+        "/fault/garbage" => {
+            // Not BSON at all.
+            data_result(documents::count("tasks", &[0xff, 0x00, 0x01]))
+        }
+        _ => reply(404, r#"{"outcome":"no such fault"}"#.into()),
+    }
+}

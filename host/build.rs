@@ -1,0 +1,82 @@
+//! Builds the guest components with a nested cargo so `cargo run -p host` needs
+//! nothing else. The nested build uses its own target dir (sharing the outer one
+//! would deadlock on cargo's lock) and a clean RUSTFLAGS (host flags are not wasm's).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .parent()
+        .expect("host/ lives in the workspace root")
+        .to_path_buf();
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for p in [
+        "app-wasm/src",
+        "app-wasm/Cargo.toml",
+        "app-wasm/openapi.json",
+        "crates/fault-wasm/src",
+        "crates/fault-wasm/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    let target_dir = root.join("target").join("guest");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "app-wasm",
+            "-p",
+            "fault-wasm",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .status()
+        .expect("running the nested cargo build of the components");
+    assert!(
+        status.success(),
+        "building the wasm components failed (is the wasm32-wasip2 target installed? rust-toolchain.toml asks rustup for it)"
+    );
+    let built = target_dir.join("wasm32-wasip2").join("wasm");
+    copy(&built.join("app_wasm.wasm"), &out.join("app.wasm"));
+    copy(&built.join("fault_wasm.wasm"), &out.join("fault.wasm"));
+    // Tests find the fault component here.
+    println!(
+        "cargo:rustc-env=FAULT_COMPONENT={}",
+        out.join("fault.wasm").display()
+    );
+    println!(
+        "cargo:rustc-env=APP_COMPONENT={}",
+        out.join("app.wasm").display()
+    );
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.split_whitespace().nth(1).unwrap_or("unknown").to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=HOST_RUSTC_VERSION={version}");
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+}

@@ -1,0 +1,64 @@
+//! The admin listener, on its own port so it can be kept off the public network:
+//! liveness, readiness and Prometheus metrics.
+
+use crate::data::Store;
+use crate::telemetry::Metrics;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    /// Set once the component is compiled and linked.
+    pub component_ready: Arc<AtomicBool>,
+    /// Set when shutdown begins, so load balancers stop sending traffic.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+pub fn admin_app(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    let component = s.component_ready.load(Ordering::Relaxed);
+    let draining = s.shutting_down.load(Ordering::Relaxed);
+    let store = matches!(
+        tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let ready = component && store && !draining;
+    let body = serde_json::json!({"ready": ready, "component": component, "store": store, "draining": draining});
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}

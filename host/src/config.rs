@@ -1,0 +1,207 @@
+//! Command line and environment. Every flag has an env fallback (12-factor); secrets
+//! come from the environment or a mounted file and are never logged.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "host",
+    version,
+    about = "Serves the tasks API: a sandboxed WebAssembly component behind a Rust host that owns the data and the secrets."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and the admin endpoints (the default).
+    Serve,
+    /// Compile a component ahead of time to a `.cwasm` that `--component` loads
+    /// without compiling (checked against this build's engine at load).
+    Precompile {
+        /// The component (`.wasm`) to compile.
+        input: PathBuf,
+        /// Where to write the compiled artifact.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the public API listener.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of the admin listener (/healthz, /readyz, /metrics).
+    #[arg(long, env = "ADMIN_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// Component to serve: a `.wasm` component or a `.cwasm` made by `host precompile`.
+    /// Default: the tasks API component built into this binary.
+    #[arg(long, env = "COMPONENT_PATH")]
+    pub component: Option<PathBuf>,
+
+    /// Collections the component may use through `documents`; all others answer
+    /// `forbidden`. Comma-separated.
+    #[arg(
+        long = "grant",
+        env = "GRANTS",
+        value_delimiter = ',',
+        default_value = "tasks"
+    )]
+    pub grants: Vec<String>,
+
+    /// Directory of the embedded store (used when no MongoDB URI is configured).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// MongoDB connection string. Prefer MONGODB_URI_FILE in deployments.
+    #[arg(
+        long,
+        env = "MONGODB_URI",
+        hide_env_values = true,
+        conflicts_with = "mongodb_uri_file"
+    )]
+    pub mongodb_uri: Option<String>,
+
+    /// File holding the MongoDB connection string (e.g. a mounted Kubernetes Secret).
+    #[arg(long, env = "MONGODB_URI_FILE")]
+    pub mongodb_uri_file: Option<PathBuf>,
+
+    /// Linear memory limit of one request's instance, in MiB.
+    #[arg(long, env = "MEMORY_LIMIT_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub memory_limit_mib: u64,
+
+    /// Wall-clock deadline of one request inside the component, in milliseconds.
+    #[arg(long, env = "REQUEST_DEADLINE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub deadline_ms: u64,
+
+    /// Epoch tick in milliseconds: how often a running guest yields to other
+    /// requests and checks its deadline.
+    #[arg(long, env = "EPOCH_TICK_MS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub epoch_tick_ms: u64,
+
+    /// Largest accepted request body, in bytes (larger: 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest total size of request headers, in bytes (larger: 431).
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Requests handled at once across all workers; more get 503 + Retry-After.
+    #[arg(long, env = "MAX_CONCURRENCY", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrency: u32,
+
+    /// API worker threads, each a single-threaded runtime with its own listener
+    /// socket (SO_REUSEPORT). 0 = one per CPU.
+    #[arg(long, env = "WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log format: text for terminals, json for containers.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Validate before anything binds, so bad configuration fails fast and clearly.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.grants.iter().any(|g| !valid_collection_name(g)) {
+            bail!("--grant: collection names must be 1-64 characters of [A-Za-z0-9_-]");
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > 64 * 1024 * 1024 {
+            bail!("--max-body-bytes must be between 1 byte and 64 MiB");
+        }
+        if self.epoch_tick_ms > self.deadline_ms {
+            bail!("--epoch-tick-ms must not exceed --deadline-ms");
+        }
+        Ok(())
+    }
+
+    /// The MongoDB URI, from the flag/env or the file. Never log the result.
+    pub fn mongodb_uri(&self) -> anyhow::Result<Option<String>> {
+        if let Some(uri) = &self.mongodb_uri {
+            return Ok(Some(uri.trim().to_owned()).filter(|u| !u.is_empty()));
+        }
+        match &self.mongodb_uri_file {
+            None => Ok(None),
+            Some(path) => {
+                let uri = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading MONGODB_URI_FILE {}", path.display()))?;
+                Ok(Some(uri.trim().to_owned()).filter(|u| !u.is_empty()))
+            }
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+pub fn valid_collection_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("host").chain(args.iter().copied())).expect("parses")
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = parse(&[]).serve;
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.admin_listen.port(), 9090);
+        assert_eq!(c.grants, vec!["tasks"]);
+        assert_eq!((c.memory_limit_mib, c.deadline_ms), (64, 1000));
+        c.validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn grants_are_comma_separated_and_checked() {
+        let c = parse(&["--grant", "tasks,notes"]).serve;
+        assert_eq!(c.grants, vec!["tasks", "notes"]);
+        assert!(parse(&["--grant", "a.b"]).serve.validate().is_err());
+    }
+
+    #[test]
+    fn uri_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("uri");
+        std::fs::write(&f, "mongodb://u:p@db:27017/\n").expect("write");
+        let c = parse(&["--mongodb-uri-file", f.to_str().expect("utf8")]).serve;
+        assert_eq!(
+            c.mongodb_uri().expect("reads").as_deref(),
+            Some("mongodb://u:p@db:27017/")
+        );
+    }
+}

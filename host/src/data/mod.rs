@@ -1,0 +1,351 @@
+//! The `app:data/documents` capability: the guest's only door to data.
+//!
+//! Three steps, as in Spin's factors: the bindings are linked once at start
+//! ([`add_to_linker`]); grants are fixed by configuration ([`DataConfig`]); a small
+//! per-instance [`DocumentsCtx`] is built for every request. Each call is checked in
+//! this order: grant, BSON decoding, the operator firewall (`doc-query`), and only
+//! then the store.
+
+pub mod embedded;
+
+use crate::telemetry::Metrics;
+use bson::{Bson, Document, oid::ObjectId};
+use doc_query::{Filter, Limits, Projection, QueryError, Sort, Update};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "app:data/handler",
+        imports: { default: async },
+    });
+}
+
+use bindings::app::data::documents::Host as DocumentsHost;
+pub use bindings::app::data::documents::{Error as WitError, FindOptions};
+
+/// The largest `limit` a `find` may ask for; larger values are capped.
+pub const MAX_FIND_LIMIT: u32 = 1000;
+
+/// A filter that passed the firewall: the document as sent (for stores that speak
+/// MongoDB's language) and its parsed form (for stores that evaluate it themselves).
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub raw: Document,
+    pub filter: Filter,
+}
+
+/// An update that passed the firewall.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub update: Update,
+}
+
+/// Validated `find` options.
+#[derive(Debug, Clone, Default)]
+pub struct FindSpec {
+    pub sort: Option<(Document, Sort)>,
+    pub projection: Option<(Document, Projection)>,
+    pub limit: u32,
+    pub skip: u32,
+}
+
+/// Why a store operation failed. `Internal`'s text is for logs only.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    fn kind(&self) -> &'static str {
+        match self {
+            StoreError::NotFound => "not_found",
+            StoreError::Conflict(_) => "conflict",
+            StoreError::Invalid(_) => "invalid",
+            StoreError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<QueryError> for StoreError {
+    fn from(e: QueryError) -> Self {
+        StoreError::Invalid(e.to_string())
+    }
+}
+
+/// Every store implements the same operations with the same semantics; the
+/// conformance tests run against each.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Insert `doc`, which already has an `_id`.
+    async fn insert_one(&self, coll: &str, doc: Document) -> Result<Document, StoreError>;
+    async fn find_one(&self, coll: &str, query: &Query) -> Result<Option<Document>, StoreError>;
+    async fn find(
+        &self,
+        coll: &str,
+        query: &Query,
+        spec: &FindSpec,
+    ) -> Result<Vec<Document>, StoreError>;
+    async fn count(&self, coll: &str, query: &Query) -> Result<u64, StoreError>;
+    /// Apply `change` to the first match, atomically with the version check.
+    async fn update_one(
+        &self,
+        coll: &str,
+        query: &Query,
+        change: &Change,
+        expected_version: Option<i64>,
+    ) -> Result<Document, StoreError>;
+    async fn delete_one(&self, coll: &str, query: &Query) -> Result<(), StoreError>;
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Make everything acknowledged durable before exit.
+    async fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// App-wide state of the capability, fixed at start.
+#[derive(Clone)]
+pub struct DataConfig {
+    pub store: Arc<dyn Store>,
+    pub grants: Arc<BTreeSet<String>>,
+    pub limits: Limits,
+    pub metrics: Metrics,
+}
+
+impl DataConfig {
+    /// Per-instance state for one request.
+    pub fn context(&self) -> DocumentsCtx {
+        DocumentsCtx {
+            config: self.clone(),
+        }
+    }
+}
+
+/// Per-instance state: what one request's component may reach.
+pub struct DocumentsCtx {
+    config: DataConfig,
+}
+
+/// Link `app:data/documents` into a linker whose store data is `T`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> &mut DocumentsCtx,
+) -> wasmtime::Result<()> {
+    bindings::app::data::documents::add_to_linker::<T, wasmtime::component::HasSelf<DocumentsCtx>>(
+        linker, get,
+    )
+}
+
+impl From<StoreError> for WitError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => WitError::NotFound,
+            StoreError::Conflict(m) => WitError::Conflict(m),
+            StoreError::Invalid(m) => WitError::Invalid(m),
+            StoreError::Internal(m) => {
+                tracing::error!(error = %m, "store operation failed");
+                WitError::Internal("internal store error; see host logs".into())
+            }
+        }
+    }
+}
+
+impl DocumentsCtx {
+    fn grant(&self, coll: &str) -> Result<(), WitError> {
+        if self.config.grants.contains(coll) {
+            Ok(())
+        } else {
+            self.config
+                .metrics
+                .data_denied
+                .with_label_values(&["grant"])
+                .inc();
+            tracing::warn!(collection = %coll.chars().take(64).collect::<String>(), "component asked for an ungranted collection");
+            Err(WitError::Forbidden(format!(
+                "collection `{}` is not granted",
+                coll.chars().take(64).collect::<String>()
+            )))
+        }
+    }
+
+    fn denied(&self, e: QueryError) -> WitError {
+        self.config
+            .metrics
+            .data_denied
+            .with_label_values(&["firewall"])
+            .inc();
+        tracing::warn!(reason = %e, "firewall refused a data call");
+        WitError::Invalid(e.to_string())
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Document, WitError> {
+        // Size and depth are checked on the raw bytes, without recursion, before
+        // decoding: host calls run on the guest's fiber stack.
+        doc_query::check_encoded(bytes, &self.config.limits).map_err(|e| self.denied(e))?;
+        Document::from_reader(bytes)
+            .map_err(|_| self.denied(QueryError::Invalid("not a BSON document".into())))
+    }
+
+    fn query(&self, bytes: &[u8]) -> Result<Query, WitError> {
+        let raw = self.decode(bytes)?;
+        let filter = Filter::parse(&raw, &self.config.limits).map_err(|e| self.denied(e))?;
+        Ok(Query { raw, filter })
+    }
+
+    /// Time a store call and count its failures.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        coll: &str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, WitError> {
+        let start = Instant::now();
+        let r = fut.await;
+        self.config
+            .metrics
+            .store_ops
+            .with_label_values(&[op, coll])
+            .observe(start.elapsed().as_secs_f64());
+        r.map_err(|e| {
+            if !matches!(e, StoreError::NotFound) {
+                self.config
+                    .metrics
+                    .store_errors
+                    .with_label_values(&[op, e.kind()])
+                    .inc();
+            }
+            e.into()
+        })
+    }
+
+    fn encode(doc: &Document) -> Result<Vec<u8>, WitError> {
+        doc.to_vec()
+            .map_err(|e| StoreError::Internal(format!("encode: {e}")).into())
+    }
+}
+
+impl DocumentsHost for DocumentsCtx {
+    async fn insert_one(&mut self, collection: String, doc: Vec<u8>) -> Result<Vec<u8>, WitError> {
+        self.grant(&collection)?;
+        let doc = self.decode(&doc)?;
+        doc_query::validate_document(&doc, &self.config.limits).map_err(|e| self.denied(e))?;
+        // `_id` first, as MongoDB stores it.
+        let doc = if doc.contains_key("_id") {
+            doc
+        } else {
+            let mut with_id = Document::new();
+            with_id.insert("_id", Bson::ObjectId(ObjectId::new()));
+            with_id.extend(doc);
+            with_id
+        };
+        let store = self.config.store.clone();
+        let stored = self
+            .timed(
+                "insert_one",
+                &collection,
+                store.insert_one(&collection, doc),
+            )
+            .await?;
+        Self::encode(&stored)
+    }
+
+    async fn find_one(
+        &mut self,
+        collection: String,
+        filter: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, WitError> {
+        self.grant(&collection)?;
+        let q = self.query(&filter)?;
+        let store = self.config.store.clone();
+        let found = self
+            .timed("find_one", &collection, store.find_one(&collection, &q))
+            .await?;
+        found.as_ref().map(Self::encode).transpose()
+    }
+
+    async fn find(
+        &mut self,
+        collection: String,
+        filter: Vec<u8>,
+        options: FindOptions,
+    ) -> Result<Vec<Vec<u8>>, WitError> {
+        self.grant(&collection)?;
+        let q = self.query(&filter)?;
+        let limits = self.config.limits;
+        let sort = match &options.sort {
+            None => None,
+            Some(b) => {
+                let raw = self.decode(b)?;
+                let s = Sort::parse(&raw).map_err(|e| self.denied(e))?;
+                Some((raw, s))
+            }
+        };
+        let projection = match &options.projection {
+            None => None,
+            Some(b) => {
+                let raw = self.decode(b)?;
+                doc_query::validate_document(&raw, &limits).map_err(|e| self.denied(e))?;
+                let p = Projection::parse(&raw).map_err(|e| self.denied(e))?;
+                Some((raw, p))
+            }
+        };
+        let spec = FindSpec {
+            sort,
+            projection,
+            limit: options.limit.unwrap_or(MAX_FIND_LIMIT).min(MAX_FIND_LIMIT),
+            skip: options.skip.unwrap_or(0),
+        };
+        let store = self.config.store.clone();
+        let docs = self
+            .timed("find", &collection, store.find(&collection, &q, &spec))
+            .await?;
+        docs.iter().map(Self::encode).collect()
+    }
+
+    async fn count(&mut self, collection: String, filter: Vec<u8>) -> Result<u64, WitError> {
+        self.grant(&collection)?;
+        let q = self.query(&filter)?;
+        let store = self.config.store.clone();
+        self.timed("count", &collection, store.count(&collection, &q))
+            .await
+    }
+
+    async fn update_one(
+        &mut self,
+        collection: String,
+        filter: Vec<u8>,
+        update: Vec<u8>,
+        expected_version: Option<i64>,
+    ) -> Result<Vec<u8>, WitError> {
+        self.grant(&collection)?;
+        let q = self.query(&filter)?;
+        let raw = self.decode(&update)?;
+        let parsed = Update::parse(&raw, &self.config.limits).map_err(|e| self.denied(e))?;
+        let change = Change { update: parsed };
+        let store = self.config.store.clone();
+        let doc = self
+            .timed(
+                "update_one",
+                &collection,
+                store.update_one(&collection, &q, &change, expected_version),
+            )
+            .await?;
+        Self::encode(&doc)
+    }
+
+    async fn delete_one(&mut self, collection: String, filter: Vec<u8>) -> Result<(), WitError> {
+        self.grant(&collection)?;
+        let q = self.query(&filter)?;
+        let store = self.config.store.clone();
+        self.timed("delete_one", &collection, store.delete_one(&collection, &q))
+            .await
+    }
+}

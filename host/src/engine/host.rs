@@ -1,0 +1,115 @@
+//! `Host`: the per-request store state, as in `wasmtime serve`. It holds the WASI
+//! and wasi:http contexts (granting nothing), the memory limiter, and the
+//! `documents` context.
+
+use crate::data::DocumentsCtx;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+pub struct Host {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: DenyOutbound,
+    pub(super) limiter: Limiter,
+    pub(crate) documents: DocumentsCtx,
+}
+
+impl Host {
+    pub(super) fn new(documents: DocumentsCtx, memory_bytes: usize) -> Self {
+        // Nothing is granted: no env, args, preopened dirs, sockets or DNS.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: DenyOutbound,
+            limiter: Limiter {
+                memory_bytes,
+                denied: false,
+            },
+            documents,
+        }
+    }
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP from the guest is denied: the host owns every connection.
+struct DenyOutbound;
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        tracing::warn!(authority = ?request.uri().authority().map(|a| a.as_str().to_owned()), "denied outbound HTTP from the component");
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Caps linear memory growth and remembers a refusal, so a trap that follows can be
+/// reported as "memory limit" rather than a generic trap.
+pub(super) struct Limiter {
+    memory_bytes: usize,
+    pub(super) denied: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,312 @@
+//! The WebAssembly side of the host: one [`Engine`] for the process, the component
+//! compiled (or loaded precompiled) once and pre-instantiated, and a fresh `Store` and
+//! instance for every request with its own memory limit and wall-clock deadline.
+
+mod host;
+
+pub use host::Host;
+
+use crate::data::DataConfig;
+use crate::telemetry::Metrics;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::bail;
+use wasmtime::component::{Component, Linker};
+use wasmtime::error::Context as _;
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    UpdateDeadline,
+};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+/// The tasks API component, built by `build.rs` from `app-wasm/`.
+pub const BUILTIN_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/app.wasm"));
+
+/// Largest response body a component may produce.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Per-request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub deadline: Duration,
+    pub epoch_tick: Duration,
+    /// Instances alive at once; sizes the pooling allocator.
+    pub max_instances: u32,
+}
+
+/// Why a request's component did not produce a response.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("the component exceeded its {0:?} deadline")]
+    Deadline(Duration),
+    #[error("the component exceeded its memory limit")]
+    Memory,
+    #[error("the component trapped: {0}")]
+    Trap(String),
+    #[error("the component returned no response")]
+    NoResponse,
+    #[error("the component's response was too large or malformed: {0}")]
+    BadResponse(String),
+}
+
+impl GuestError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuestError::Deadline(_) => "deadline",
+            GuestError::Memory => "memory",
+            GuestError::Trap(_) => "trap",
+            GuestError::NoResponse | GuestError::BadResponse(_) => "bad_response",
+        }
+    }
+}
+
+/// Marker error raised from the epoch callback once the deadline has passed.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// Build the engine. Every setting here was chosen by measurement (PERF-NOTES.md
+/// and the README's performance section): pooling with keep-resident memory and
+/// pagemap scanning make a fresh instance per request cheap.
+pub fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    let n = limits.max_instances.max(1);
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(8))
+        .total_stacks(n)
+        .max_memory_size(limits.memory_bytes)
+        // Resetting a slot by zeroing the first pages instead of unmapping them was
+        // the biggest single win (1 -> 2 MiB was the step; 4 MiB has headroom).
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(1 << 20)
+        .async_stack_keep_resident(256 << 10)
+        // Linux >= 6.7 can tell which kept pages were dirtied; elsewhere it is off.
+        .pagemap_scan(Enabled::Auto);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).context("creating the wasmtime engine")
+}
+
+/// Compile a component to a `.cwasm` for this engine configuration.
+pub fn precompile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    engine
+        .precompile_component(wasm)
+        .context("compiling the component")
+}
+
+/// Load a component: the built-in one, a `.wasm` (compiled now), or a `.cwasm`
+/// (deserialized; wasmtime refuses one built by an incompatible engine).
+pub fn load_component(engine: &Engine, path: Option<&Path>) -> wasmtime::Result<Component> {
+    let Some(path) = path else {
+        return Component::new(engine, BUILTIN_COMPONENT)
+            .context("compiling the built-in component");
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.starts_with(b"\0asm") {
+        return Component::new(engine, &bytes)
+            .with_context(|| format!("compiling {}", path.display()));
+    }
+    match Engine::detect_precompiled(&bytes) {
+        Some(wasmtime::Precompiled::Component) => deserialize(engine, path),
+        Some(wasmtime::Precompiled::Module) => bail!(
+            "{} is a precompiled core module, not a component",
+            path.display()
+        ),
+        None => bail!(
+            "{} is neither a wasm component nor a precompiled .cwasm",
+            path.display()
+        ),
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: `deserialize_file` trusts the file to be wasmtime output. It is an
+    // operator-supplied artifact made by `host precompile` (the same trust as the
+    // binary itself), and wasmtime checks its header and the engine compatibility
+    // hash, refusing artifacts from another version or configuration.
+    unsafe { Component::deserialize_file(engine, path) }.with_context(|| {
+        format!(
+            "loading precompiled component {} (rebuild it with `host precompile` for this host)",
+            path.display()
+        )
+    })
+}
+
+/// The engine, the pre-instantiated component and everything a request needs.
+pub struct Runtime {
+    engine: Engine,
+    pre: ProxyPre<Host>,
+    limits: Limits,
+    data: DataConfig,
+    metrics: Metrics,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn new(
+        engine: Engine,
+        component: &Component,
+        limits: Limits,
+        data: DataConfig,
+        metrics: Metrics,
+    ) -> wasmtime::Result<Arc<Self>> {
+        let mut linker: Linker<Host> = Linker::new(&engine);
+        // Full WASI p2 so components built by Rust's std link, but the context
+        // grants nothing: no preopens, env, args, sockets or name lookups.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .context("linking wasi:http")?;
+        crate::data::add_to_linker(&mut linker, |h: &mut Host| &mut h.documents)
+            .context("linking app:data/documents")?;
+        let pre = ProxyPre::new(
+            linker
+                .instantiate_pre(component)
+                .context("the component's imports cannot be satisfied by this host")?,
+        )
+        .context("the component does not export wasi:http/incoming-handler")?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), limits.epoch_tick, ticker_stop.clone())?;
+        Ok(Arc::new(Self {
+            engine,
+            pre,
+            limits,
+            data,
+            metrics,
+            ticker_stop,
+        }))
+    }
+
+    /// Run one request through a fresh instance. The body is already read (and
+    /// size-limited) by the ingress, and the response body is collected (and
+    /// size-limited) here, so it leaves with a Content-Length.
+    pub async fn handle(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, GuestError> {
+        let mut store = Store::new(
+            &self.engine,
+            Host::new(self.data.context(), self.limits.memory_bytes),
+        );
+        store.limiter(|h| &mut h.limiter);
+        let deadline = Instant::now() + self.limits.deadline;
+        // Yield to other requests on every epoch tick (so a runaway guest cannot hold
+        // a worker thread) and trap once the wall-clock deadline has passed.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(DeadlineExceeded.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = req.map(Full::new);
+        let (req, out) = {
+            let mut http = store.data_mut().http();
+            let req = http
+                .new_incoming_request(Scheme::Http, req)
+                .map_err(|e| GuestError::BadResponse(format!("request: {e}")))?;
+            let out = http
+                .new_response_outparam(tx)
+                .map_err(|e| GuestError::BadResponse(format!("outparam: {e}")))?;
+            (req, out)
+        };
+
+        let pre = self.pre.clone();
+        let instantiate = self.metrics.instantiate.clone();
+        let guest = async move {
+            let start = Instant::now();
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                instantiate.observe(start.elapsed().as_secs_f64());
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            }
+            .await;
+            let memory_denied = store.data().limiter.denied;
+            // Dropping the store here closes the response channel if it was never used.
+            drop(store);
+            (result, memory_denied)
+        };
+        let response = async move {
+            let resp = rx.await.map_err(|_| GuestError::NoResponse)?;
+            let resp = resp.map_err(|e| GuestError::BadResponse(format!("{e:?}")))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| GuestError::BadResponse(e.to_string()))?
+                .to_bytes();
+            Ok::<_, GuestError>(http::Response::from_parts(parts, body))
+        };
+
+        // Both halves run in this task: the guest may stream its body while we read.
+        let outcome = tokio::time::timeout(
+            // Epochs interrupt running wasm; this also bounds time spent waiting in
+            // host calls.
+            self.limits.deadline + Duration::from_millis(100),
+            async { tokio::join!(guest, response) },
+        )
+        .await;
+        let ((result, memory_denied), response) = match outcome {
+            Ok(both) => both,
+            Err(_) => return Err(GuestError::Deadline(self.limits.deadline)),
+        };
+        match result {
+            Ok(()) => response,
+            Err(e) if e.chain().any(|c| c.is::<DeadlineExceeded>()) => {
+                Err(GuestError::Deadline(self.limits.deadline))
+            }
+            Err(_) if memory_denied => Err(GuestError::Memory),
+            Err(e) => Err(GuestError::Trap(format!("{e:#}"))),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Advance the engine's epoch on a dedicated thread. A thread (not a tokio task)
+/// keeps ticking even when every worker is busy running guests.
+fn spawn_epoch_ticker(
+    engine: Engine,
+    tick: Duration,
+    stop: Arc<AtomicBool>,
+) -> wasmtime::Result<()> {
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })
+        .context("starting the epoch ticker")?;
+    Ok(())
+}

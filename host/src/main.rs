@@ -1,0 +1,157 @@
+//! The host binary: parse configuration, wire the capabilities, serve until told to
+//! stop. See README.md for the architecture.
+
+mod admin;
+mod config;
+mod data;
+mod engine;
+mod ingress;
+mod server;
+mod telemetry;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use config::{Cli, Command, ServeArgs};
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing(cli.serve.log_format);
+    let result = match cli.command {
+        Some(Command::Precompile { input, output }) => precompile(&input, &output),
+        Some(Command::Serve) | None => serve(cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn engine_limits(args: &ServeArgs) -> engine::Limits {
+    engine::Limits {
+        memory_bytes: usize::try_from(args.memory_limit_mib << 20).unwrap_or(usize::MAX),
+        deadline: Duration::from_millis(args.deadline_ms),
+        epoch_tick: Duration::from_millis(args.epoch_tick_ms),
+        max_instances: args.max_concurrency,
+    }
+}
+
+fn precompile(input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
+    let defaults = Cli::parse_from(["host"]).serve;
+    let engine = engine::build_engine(&engine_limits(&defaults))?;
+    let wasm = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let start = Instant::now();
+    let cwasm = engine::precompile(&engine, &wasm)?;
+    std::fs::write(output, &cwasm).with_context(|| format!("writing {}", output.display()))?;
+    tracing::info!(input = %input.display(), output = %output.display(), bytes = cwasm.len(), ms = start.elapsed().as_millis() as u64, "precompiled");
+    Ok(())
+}
+
+fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn data::Store>> {
+    if args.mongodb_uri()?.is_some() {
+        // The URI is deliberately not echoed.
+        bail!(
+            "a MongoDB URI is configured, but this build has no MongoDB store yet; unset MONGODB_URI/MONGODB_URI_FILE to use the embedded store"
+        );
+    }
+    let store = data::embedded::EmbeddedStore::open(&args.data_dir)?;
+    tracing::info!(data_dir = %args.data_dir.display(), "using the embedded store");
+    Ok(Arc::new(store))
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.validate()?;
+    let metrics = telemetry::Metrics::new().context("registering metrics")?;
+    let store = open_store(&args)?;
+    let limits = engine_limits(&args);
+    let workers = args.workers();
+
+    // Bind before the slow part so a port conflict fails fast.
+    let api_listeners = server::bind_reuseport(args.listen, workers)?;
+    let admin_listener = server::bind_one(args.admin_listen)?;
+    let api_addr = api_listeners[0].local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let stop = CancellationToken::new();
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let component_ready = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let admin = admin::admin_app(admin::AdminState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        component_ready: component_ready.clone(),
+        shutting_down: shutting_down.clone(),
+    });
+    // The admin listener starts first: /healthz answers while the component compiles.
+    server::spawn_worker(
+        "admin".into(),
+        admin_listener,
+        admin,
+        stop.clone(),
+        done_tx.clone(),
+    )?;
+
+    let start = Instant::now();
+    let engine = engine::build_engine(&limits)?;
+    let component = engine::load_component(&engine, args.component.as_deref())?;
+    let grants: BTreeSet<String> = args.grants.iter().cloned().collect();
+    let data = data::DataConfig {
+        store: store.clone(),
+        grants: Arc::new(grants),
+        limits: doc_query::Limits {
+            max_document_bytes: args.max_body_bytes.max(16 * 1024),
+            ..doc_query::Limits::default()
+        },
+        metrics: metrics.clone(),
+    };
+    let runtime = engine::Runtime::new(engine, &component, limits, data, metrics.clone())?;
+    component_ready.store(true, Ordering::Relaxed);
+    tracing::info!(ms = start.elapsed().as_millis() as u64, grants = ?args.grants, "component ready");
+
+    let app = ingress::app(ingress::AppState {
+        runtime,
+        metrics,
+        limits: ingress::IngressLimits {
+            max_body_bytes: args.max_body_bytes,
+            max_header_bytes: args.max_header_bytes,
+        },
+        permits: Arc::new(tokio::sync::Semaphore::new(args.max_concurrency as usize)),
+    });
+    for (i, listener) in api_listeners.into_iter().enumerate() {
+        server::spawn_worker(
+            format!("api-{i}"),
+            listener,
+            app.clone(),
+            stop.clone(),
+            done_tx.clone(),
+        )?;
+    }
+    drop(done_tx);
+    tracing::info!(api = %api_addr, admin = %admin_addr, workers, "listening");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    rt.block_on(server::shutdown_signal());
+    shutting_down.store(true, Ordering::Relaxed);
+    stop.cancel();
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    if !server::wait_workers(&done_rx, workers + 1, grace) {
+        tracing::warn!(
+            grace_secs = args.shutdown_grace_secs,
+            "in-flight requests did not finish within the grace period"
+        );
+    }
+    rt.block_on(store.flush()).context("flushing the store")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Logs and metrics. One Prometheus registry per process, shared by every worker.
+
+use crate::config::LogFormat;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tracing_subscriber::EnvFilter;
+
+/// Install the global tracing subscriber. `RUST_LOG` overrides the default level.
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // `try_init` so tests that build several apps in one process don't panic.
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Every metric the host exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub in_flight: IntGauge,
+    pub rejected: IntCounterVec,
+    pub instantiate: prometheus::Histogram,
+    pub guest_traps: IntCounterVec,
+    pub store_ops: HistogramVec,
+    pub store_errors: IntCounterVec,
+    pub data_denied: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "API requests by route template, method and status.",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "API request latency, from routing to response head.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )?;
+        let in_flight =
+            IntGauge::new("http_requests_in_flight", "API requests being handled now.")?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "http_requests_rejected_total",
+                "API requests refused by the host before the component ran.",
+            ),
+            &["reason"],
+        )?;
+        let instantiate = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "wasm_instantiate_duration_seconds",
+                "Time to create a fresh component instance.",
+            )
+            .buckets(vec![
+                0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.01,
+            ]),
+        )?;
+        let guest_traps = IntCounterVec::new(
+            Opts::new(
+                "wasm_guest_traps_total",
+                "Requests whose component instance failed, by kind.",
+            ),
+            &["kind"],
+        )?;
+        let store_ops = HistogramVec::new(
+            HistogramOpts::new(
+                "store_operation_duration_seconds",
+                "Store operation latency by operation and collection.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["op", "collection"],
+        )?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "store_errors_total",
+                "Store operations that failed, by operation and error kind.",
+            ),
+            &["op", "kind"],
+        )?;
+        let data_denied = IntCounterVec::new(
+            Opts::new(
+                "data_requests_denied_total",
+                "Guest data calls refused by the host (grant or firewall).",
+            ),
+            &["reason"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Build information; the value is always 1."),
+            &["version", "wasmtime", "rustc"],
+        )?;
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                "48.0.8",
+                env!("HOST_RUSTC_VERSION"),
+            ])
+            .set(1);
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(instantiate.clone()))?;
+        registry.register(Box::new(guest_traps.clone()))?;
+        registry.register(Box::new(store_ops.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(data_denied.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            in_flight,
+            rejected,
+            instantiate,
+            guest_traps,
+            store_ops,
+            store_errors,
+            data_denied,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
