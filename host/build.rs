@@ -2,6 +2,9 @@
 //! nothing else. The nested build uses its own target dir (sharing the outer one
 //! would deadlock on cargo's lock) and a clean RUSTFLAGS (host flags are not wasm's).
 
+// A build script reports failure by panicking, so `expect` is the right tool here.
+#![allow(clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -218,10 +218,10 @@ fn parse_list_query(query: &str) -> Result<ListQuery, Problem> {
             )),
         }
     }
-    if let Some(c) = &q.cursor {
-        if (c.sort, c.desc) != (q.sort, q.desc) {
-            errors.push(FieldError::new("cursor", "was issued for a different sort"));
-        }
+    if let Some(c) = &q.cursor
+        && (c.sort, c.desc) != (q.sort, q.desc)
+    {
+        errors.push(FieldError::new("cursor", "was issued for a different sort"));
     }
     if errors.is_empty() {
         Ok(q)
@@ -295,10 +295,10 @@ fn patch(req: &Request, id: &str) -> Outcome {
             return Err(Problem::new(Kind::NotFound, "no such task"));
         };
         let current = stored_task(&d)?;
-        if let Some(h) = &if_match {
-            if !etag_matches(h, current.version) {
-                return Err(stale(current.version));
-            }
+        if let Some(h) = &if_match
+            && !etag_matches(h, current.version)
+        {
+            return Err(stale(current.version));
         }
         let fields = current.merge_patch(&body).map_err(Problem::validation)?;
         let mut set = fields.to_bson();

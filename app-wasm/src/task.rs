@@ -225,8 +225,15 @@ fn valid_tag(t: &str) -> bool {
     !t.trim().is_empty() && t.chars().count() <= TAG_MAX_CHARS
 }
 
+/// RFC 3339 in UTC with exactly three fractional digits. bson prints the shortest
+/// fraction (`.5Z`), which would make timestamps sort wrongly as strings.
 pub fn rfc3339(d: DateTime) -> String {
-    d.try_to_rfc3339_string().unwrap_or_default()
+    let s = d.try_to_rfc3339_string().unwrap_or_default();
+    let Some(body) = s.strip_suffix('Z') else {
+        return s;
+    };
+    let (secs, frac) = body.split_once('.').unwrap_or((body, ""));
+    format!("{secs}.{:0<3}Z", &frac[..frac.len().min(3)])
 }
 
 /// A stored task: id and server-set fields plus the editable ones.

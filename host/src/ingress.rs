@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -56,7 +57,9 @@ pub fn app(state: AppState) -> Router {
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
                     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-                }))
+                })
+                // One access-log line per request, carrying the span's request id.
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
 }
@@ -183,18 +186,19 @@ async fn handle(s: &AppState, req: Request) -> Response {
             .inc();
         return too_large();
     }
-    let body: Bytes = match axum::body::to_bytes(body, s.limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => {
-            let length_limit = std::error::Error::source(&e)
-                .is_some_and(|src| src.is::<http_body_util::LengthLimitError>());
-            if length_limit {
-                s.metrics
-                    .rejected
-                    .with_label_values(&["body_too_large"])
-                    .inc();
-                return too_large();
-            }
+    let body = match read_body(body, s.limits.max_body_bytes).await {
+        BodyRead::Complete(b) => b,
+        BodyRead::TooLarge => {
+            s.metrics
+                .rejected
+                .with_label_values(&["body_too_large"])
+                .inc();
+            let mut r = too_large();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        BodyRead::Broken => {
             s.metrics.rejected.with_label_values(&["body_read"]).inc();
             return problem(
                 StatusCode::BAD_REQUEST,
@@ -228,6 +232,65 @@ async fn handle(s: &AppState, req: Request) -> Response {
     }
 }
 
+enum BodyRead {
+    Complete(Bytes),
+    TooLarge,
+    Broken,
+}
+
+/// Most a client may send past the limit before we stop reading and close.
+const DRAIN_MAX_BYTES: usize = 8 * 1024 * 1024;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Read the body up to `limit`. Past the limit the rest is read and discarded (a
+/// bounded amount, for a bounded time) before we answer: a client still uploading
+/// when we answer and close would see a broken pipe instead of our 413.
+async fn read_body(body: Body, limit: usize) -> BodyRead {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut over = false;
+    let mut drained = 0usize;
+    let drain_until = Instant::now() + DRAIN_MAX_TIME;
+    loop {
+        let frame = if over {
+            match tokio::time::timeout_at(drain_until.into(), body.frame()).await {
+                Ok(f) => f,
+                Err(_) => return BodyRead::TooLarge,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let Ok(frame) = frame else {
+            return if over {
+                BodyRead::TooLarge
+            } else {
+                BodyRead::Broken
+            };
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if over {
+            drained += data.len();
+            if drained > DRAIN_MAX_BYTES {
+                return BodyRead::TooLarge;
+            }
+        } else if buf.len() + data.len() > limit {
+            over = true;
+            buf.clear();
+        } else {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if over {
+        BodyRead::TooLarge
+    } else {
+        BodyRead::Complete(buf.freeze())
+    }
+}
+
 fn guest_failure(s: &AppState, e: GuestError) -> Response {
     s.metrics.guest_traps.with_label_values(&[e.kind()]).inc();
     tracing::warn!(error = %e, kind = e.kind(), "component failed");
@@ -256,5 +319,120 @@ fn guest_failure(s: &AppState, e: GuestError) -> Response {
             "The request handler gave no valid response",
             "the handler ended without a valid response; see the host's logs for this request id",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DataConfig, embedded::EmbeddedStore};
+    use crate::engine;
+    use std::sync::OnceLock;
+    use tower::ServiceExt;
+
+    /// One runtime for the module: compiling the component takes seconds in debug.
+    fn runtime() -> (Arc<Runtime>, Metrics) {
+        static RT: OnceLock<(Arc<Runtime>, Metrics, tempfile::TempDir)> = OnceLock::new();
+        let (rt, m, _) = RT.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let metrics = Metrics::new().expect("metrics");
+            let limits = engine::Limits {
+                memory_bytes: 64 << 20,
+                deadline: std::time::Duration::from_secs(5),
+                epoch_tick: std::time::Duration::from_millis(1),
+                max_instances: 16,
+            };
+            let e = engine::build_engine(&limits).expect("engine");
+            let c = engine::load_component(&e, None).expect("component");
+            let data = DataConfig {
+                store: Arc::new(EmbeddedStore::open(dir.path()).expect("store")),
+                grants: Arc::new(["tasks".to_owned()].into_iter().collect()),
+                limits: doc_query::Limits::default(),
+                metrics: metrics.clone(),
+            };
+            let rt = Runtime::new(e, &c, limits, data, metrics.clone()).expect("runtime");
+            (rt, metrics, dir)
+        });
+        (rt.clone(), m.clone())
+    }
+
+    fn test_app(permits: usize) -> Router {
+        let (runtime, metrics) = runtime();
+        app(AppState {
+            runtime,
+            metrics,
+            limits: IngressLimits {
+                max_body_bytes: 1024,
+                max_header_bytes: 2048,
+            },
+            permits: Arc::new(Semaphore::new(permits)),
+        })
+    }
+
+    async fn send(
+        app: Router,
+        req: http::Request<Body>,
+    ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let resp = app.oneshot(req).await.expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    #[tokio::test]
+    async fn a_request_reaches_the_component_and_gets_an_id() {
+        let req = http::Request::get("/api/tasks?limit=1")
+            .body(Body::empty())
+            .expect("request");
+        let (status, headers, body) = send(test_app(4), req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers.contains_key(REQUEST_ID));
+        assert_eq!(body["next_cursor"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn declared_oversized_body_is_refused_before_reading() {
+        let req = http::Request::post("/api/tasks")
+            .header(header::CONTENT_LENGTH, "4096")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(vec![b' '; 4096]))
+            .expect("request");
+        let (status, _, body) = send(test_app(4), req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["type"], "/problems/body-too-large");
+    }
+
+    #[tokio::test]
+    async fn oversized_headers_are_431() {
+        let req = http::Request::get("/api/tasks")
+            .header("x-pad", "p".repeat(4096))
+            .body(Body::empty())
+            .expect("request");
+        let (status, _, body) = send(test_app(4), req).await;
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(body["type"], "/problems/headers-too-large");
+    }
+
+    #[tokio::test]
+    async fn no_permits_means_503_with_retry_after() {
+        let req = http::Request::get("/api/tasks")
+            .body(Body::empty())
+            .expect("request");
+        let (status, headers, body) = send(test_app(0), req).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(body["type"], "/problems/overloaded");
+    }
+
+    #[tokio::test]
+    async fn incoming_request_id_is_echoed() {
+        let req = http::Request::get("/api/openapi.json")
+            .header(REQUEST_ID, "abc-123")
+            .body(Body::empty())
+            .expect("request");
+        let (status, headers, _) = send(test_app(4), req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[REQUEST_ID], "abc-123");
     }
 }

@@ -260,7 +260,7 @@ impl Cond {
             Cond::Ne(x) => !eq_any(values, x),
             Cond::In(xs) => xs.iter().any(|x| eq_any(values, x)),
             Cond::Nin(xs) => !xs.iter().any(|x| eq_any(values, x)),
-            Cond::Exists(want) => !values.is_empty() == *want,
+            Cond::Exists(want) => values.is_empty() != *want,
             Cond::Cmp(dir, or_equal, x) => {
                 // `$gte: null` / `$lte: null` match null and missing, like `$eq: null`.
                 if *or_equal && matches!(x, Bson::Null) && eq_any(values, x) {

@@ -285,10 +285,10 @@ impl Projection {
     pub fn apply(&self, doc: Document) -> Document {
         if self.include {
             let mut out = Document::new();
-            if self.keep_id {
-                if let Some(id) = doc.get("_id") {
-                    out.insert("_id", id.clone());
-                }
+            if self.keep_id
+                && let Some(id) = doc.get("_id")
+            {
+                out.insert("_id", id.clone());
             }
             for f in &self.fields {
                 if let Some(v) = doc.get(f) {

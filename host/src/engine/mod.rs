@@ -310,3 +310,78 @@ fn spawn_epoch_ticker(
         .context("starting the epoch ticker")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The security point of the design, checked on the artifact itself: the built-in
+    /// component can import WASI and `app:data/documents`, nothing else (a stray
+    /// spin-sdk API would add `fermyon:spin/*`, which this host does not provide).
+    #[test]
+    fn builtin_component_imports_only_wasi_and_documents() {
+        let limits = Limits {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_secs(1),
+            epoch_tick: Duration::from_millis(1),
+            max_instances: 4,
+        };
+        let engine = build_engine(&limits).expect("engine");
+        let component = load_component(&engine, None).expect("component");
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(&engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        assert!(
+            imports.iter().any(|i| i == "app:data/documents@0.1.0"),
+            "{imports:?}"
+        );
+        for i in &imports {
+            assert!(
+                i.starts_with("wasi:") || i == "app:data/documents@0.1.0",
+                "unexpected import {i}"
+            );
+        }
+        assert!(
+            !imports
+                .iter()
+                .any(|i| i.starts_with("wasi:http/outgoing-handler")),
+            "the tasks API makes no outbound calls: {imports:?}"
+        );
+        let exports: Vec<String> = ty
+            .exports(&engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        assert!(
+            exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2")),
+            "{exports:?}"
+        );
+    }
+
+    #[test]
+    fn precompiled_artifacts_round_trip() {
+        let limits = Limits {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_secs(1),
+            epoch_tick: Duration::from_millis(1),
+            max_instances: 4,
+        };
+        let engine = build_engine(&limits).expect("engine");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cwasm = dir.path().join("app.cwasm");
+        std::fs::write(
+            &cwasm,
+            precompile(&engine, BUILTIN_COMPONENT).expect("precompile"),
+        )
+        .expect("write");
+        load_component(&engine, Some(&cwasm)).expect("loads");
+        let wasm = dir.path().join("app.wasm");
+        std::fs::write(&wasm, BUILTIN_COMPONENT).expect("write");
+        load_component(&engine, Some(&wasm)).expect("compiles");
+        std::fs::write(&cwasm, b"garbage").expect("write");
+        assert!(load_component(&engine, Some(&cwasm)).is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! Starts the real `host` binary on 127.0.0.1:0 and talks to it over HTTP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const HOST: &str = env!("CARGO_BIN_EXE_host");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guest {
+    /// The tasks API.
+    App,
+    /// The test-only misbehaving component.
+    Fault,
+}
+
+/// A precompiled component, made once and shared by every test binary. The cache key
+/// includes the sizes and mtimes of both the host binary and the component, so a
+/// rebuild never reuses a stale artifact (wasmtime would refuse it anyway).
+pub fn precompiled(guest: Guest) -> PathBuf {
+    static APP: OnceLock<PathBuf> = OnceLock::new();
+    static FAULT: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, wasm) = match guest {
+        Guest::App => (&APP, env!("APP_COMPONENT")),
+        Guest::Fault => (&FAULT, env!("FAULT_COMPONENT")),
+    };
+    cell.get_or_init(|| {
+        let stamp = |p: &str| {
+            let m = std::fs::metadata(p).expect("stat");
+            let t = m
+                .modified()
+                .expect("mtime")
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("epoch");
+            format!("{}-{}", m.len(), t.as_nanos())
+        };
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let out = dir.join(format!("{guest:?}-{}-{}.cwasm", stamp(HOST), stamp(wasm)));
+        if !out.exists() {
+            let tmp = dir.join(format!("{guest:?}-{}.tmp", std::process::id()));
+            let status = Command::new(HOST)
+                .args(["precompile", wasm, "-o"])
+                .arg(&tmp)
+                .env("RUST_LOG", "warn")
+                .status()
+                .expect("run host precompile");
+            assert!(status.success(), "precompile failed");
+            std::fs::rename(&tmp, &out).expect("publish cwasm");
+        }
+        out
+    })
+    .clone()
+}
+
+pub struct Opts {
+    pub guest: Guest,
+    pub data_dir: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Opts {
+    pub fn new(guest: Guest) -> Self {
+        Self {
+            guest,
+            data_dir: None,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_owned());
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+    pub fn data_dir(mut self, d: &Path) -> Self {
+        self.data_dir = Some(d.to_owned());
+        self
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub api: String,
+    pub admin: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub fn start(opts: Opts) -> Self {
+        let (tmp, data_dir) = match opts.data_dir {
+            Some(d) => (None, d),
+            None => {
+                let t = tempfile::tempdir().expect("tempdir");
+                let p = t.path().to_owned();
+                (Some(t), p)
+            }
+        };
+        let mut cmd = Command::new(HOST);
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--component")
+            .arg(precompiled(opts.guest))
+            .args(&opts.args)
+            .env_remove("MONGODB_URI")
+            .env_remove("MONGODB_URI_FILE")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn host");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let _ = tx.send((
+                        v["api"].as_str().unwrap_or("").to_owned(),
+                        v["admin"].as_str().unwrap_or("").to_owned(),
+                    ));
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (api, admin) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "host did not start; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Self {
+            child,
+            api: format!("http://{api}"),
+            admin: format!("http://{admin}"),
+            data_dir,
+            _tmp: tmp,
+            logs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.api, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{}", self.admin, path)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "host did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop the server but keep its data dir alive for a restart.
+    pub fn stop_keep_data(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        self.kill();
+        (self.data_dir.clone(), self._tmp.take())
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// POST a task; panics unless it is created.
+pub async fn create(c: &reqwest::Client, s: &Server, body: serde_json::Value) -> serde_json::Value {
+    let r = c
+        .post(s.url("/api/tasks"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201, "create failed: {:?}", r.text().await);
+    r.json().await.expect("json")
+}
+
+pub async fn problem(r: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(r.status(), status);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json",
+        "errors must be RFC 9457 problem documents"
+    );
+    let body: serde_json::Value = r.json().await.expect("problem json");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
+    body
+}

@@ -1,0 +1,182 @@
+//! `/metrics` is valid Prometheus text and counts what was sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Guest, Opts, Server, client, create};
+use openmetrics_parser::prometheus::parse_prometheus;
+use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
+use serde_json::json;
+
+type Scrape = MetricsExposition<PrometheusType, PrometheusValue>;
+
+/// Sum of a counter/gauge (or a histogram's `_count`) over the series whose labels
+/// include `labels`.
+fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (family, histogram_count) = match name.strip_suffix("_count") {
+        Some(base) if scrape.families.contains_key(base) => (base, true),
+        _ => (name, false),
+    };
+    let Some(f) = scrape.families.get(family) else {
+        return 0.0;
+    };
+    f.iter_samples()
+        .filter(|s| {
+            let set = s.get_labelset().expect("labels");
+            labels
+                .iter()
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
+        })
+        .map(|s| match &s.value {
+            PrometheusValue::Counter(c) => c.value.as_f64(),
+            PrometheusValue::Gauge(n) | PrometheusValue::Unknown(n) => n.as_f64(),
+            PrometheusValue::Histogram(h) if histogram_count => h.count.unwrap_or(0) as f64,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_parse_and_match_the_traffic() {
+    let s = Server::start(Opts::new(Guest::App));
+    let c = client();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let t = create(&c, &s, json!({"title": format!("m{i}")})).await;
+        ids.push(t["id"].as_str().unwrap().to_owned());
+    }
+    for id in ids.iter().cycle().take(7) {
+        assert_eq!(
+            c.get(s.url(&format!("/api/tasks/{id}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            c.get(s.url("/api/tasks/0123456789abcdef01234567"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            c.get(s.url("/api/tasks?limit=2"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    assert_eq!(c.get(s.url("/nowhere")).send().await.unwrap().status(), 404);
+
+    let text = c
+        .get(s.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = parse_prometheus(&text).expect("valid Prometheus text");
+    let req = |route, method, status| {
+        counter(
+            &scrape,
+            "http_requests_total",
+            &[("route", route), ("method", method), ("status", status)],
+        )
+    };
+    assert_eq!(req("/api/tasks", "POST", "201"), 5.0);
+    assert_eq!(req("/api/tasks/{id}", "GET", "200"), 7.0);
+    assert_eq!(req("/api/tasks/{id}", "GET", "404"), 3.0);
+    assert_eq!(req("/api/tasks", "GET", "200"), 2.0);
+    assert_eq!(req("unmatched", "GET", "404"), 1.0);
+    assert_eq!(
+        counter(&scrape, "http_requests_total", &[]),
+        18.0,
+        "nothing else was counted"
+    );
+    assert_eq!(
+        counter(&scrape, "http_request_duration_seconds_count", &[]),
+        18.0
+    );
+    assert_eq!(
+        counter(&scrape, "wasm_instantiate_duration_seconds_count", &[]),
+        18.0,
+        "one fresh instance per request"
+    );
+    assert_eq!(counter(&scrape, "http_requests_in_flight", &[]), 0.0);
+    assert_eq!(counter(&scrape, "wasm_guest_traps_total", &[]), 0.0);
+    // Creates: insert; GETs: find_one; lists: find.
+    assert_eq!(
+        counter(
+            &scrape,
+            "store_operation_duration_seconds_count",
+            &[("op", "insert_one"), ("collection", "tasks")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        counter(
+            &scrape,
+            "store_operation_duration_seconds_count",
+            &[("op", "find_one")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        counter(
+            &scrape,
+            "store_operation_duration_seconds_count",
+            &[("op", "find")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        counter(&scrape, "build_info", &[("wasmtime", "48.0.8")]),
+        1.0
+    );
+    for name in [
+        "http_request_duration_seconds",
+        "store_operation_duration_seconds",
+        "wasm_instantiate_duration_seconds",
+    ] {
+        assert_eq!(
+            scrape.families[name].family_type,
+            PrometheusType::Histogram,
+            "{name} is a histogram"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let s = Server::start(Opts::new(Guest::App));
+    let c = client();
+    let r = c.get(s.admin_url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(s.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"ready": true, "component": true, "store": true, "draining": false})
+    );
+    // The admin port does not serve the API, and the API port not the admin routes.
+    assert_eq!(
+        c.get(s.admin_url("/api/tasks"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(c.get(s.url("/metrics")).send().await.unwrap().status(), 404);
+}
