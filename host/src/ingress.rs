@@ -179,7 +179,8 @@ async fn handle(s: &AppState, req: Request) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > s.limits.max_body_bytes as u64) {
+    // Far too large to be worth draining: refuse at once.
+    if declared.is_some_and(|n| n > (s.limits.max_body_bytes + DRAIN_MAX_BYTES) as u64) {
         s.metrics
             .rejected
             .with_label_values(&["body_too_large"])
@@ -392,11 +393,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn declared_oversized_body_is_refused_before_reading() {
+    async fn oversized_body_is_413_and_closes_the_connection() {
         let req = http::Request::post("/api/tasks")
-            .header(header::CONTENT_LENGTH, "4096")
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(vec![b' '; 4096]))
+            .expect("request");
+        let (status, headers, body) = send(test_app(4), req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(headers[header::CONNECTION], "close");
+        assert_eq!(body["type"], "/problems/body-too-large");
+    }
+
+    #[tokio::test]
+    async fn hopelessly_large_declared_body_is_refused_without_reading() {
+        // The body is empty: only the declared length can cause the 413.
+        let huge = (1024 + DRAIN_MAX_BYTES + 1).to_string();
+        let req = http::Request::post("/api/tasks")
+            .header(header::CONTENT_LENGTH, huge)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
             .expect("request");
         let (status, _, body) = send(test_app(4), req).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);

@@ -519,16 +519,15 @@ async fn protocol_errors() {
     .await;
     // 413: over the body limit, declared or streamed.
     let big = "x".repeat(1024 * 1024 + 1);
-    let p = problem(
-        c.post(s.url("/api/tasks"))
-            .header("content-type", "application/json")
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap(),
-        413,
-    )
-    .await;
+    let r = c
+        .post(s.url("/api/tasks"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["connection"], "close");
+    let p = problem(r, 413).await;
     assert_eq!(p["type"], "/problems/body-too-large");
     let stream = reqwest::Body::wrap_stream(futures::stream::iter(
         (0..9).map(|_| Ok::<_, std::io::Error>(vec![b' '; 128 * 1024])),
