@@ -116,6 +116,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 
+    /// Benchmarks only: also serve GET /bench/native/tasks/{id}, the same lookup as
+    /// the component's GET /api/tasks/{id} done natively (the baseline of bench/).
+    #[arg(long, env = "BENCH_NATIVE_ROUTE", hide = true)]
+    pub bench_native_route: bool,
+
     /// Log format: text for terminals, json for containers.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -39,6 +39,9 @@ pub struct AppState {
     pub limits: IngressLimits,
     /// Shared by every worker: the global concurrency limit.
     pub permits: Arc<Semaphore>,
+    /// Set only by `--bench-native-route`: the store, for the benchmark's native
+    /// baseline handler. `None` in normal operation.
+    pub bench_store: Option<Arc<dyn crate::data::Store>>,
 }
 
 /// The API router. Tests drive it without a socket (`tower::ServiceExt::oneshot`).
@@ -46,6 +49,9 @@ pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for route in ROUTES {
         router = router.route(route, any(forward));
+    }
+    if state.bench_store.is_some() {
+        router = router.route(BENCH_NATIVE_ROUTE, axum::routing::get(native_get_task));
     }
     router
         .fallback(forward)
@@ -78,6 +84,59 @@ pub fn problem(status: StatusCode, slug: &str, title: &str, detail: &str) -> Res
         body.to_string(),
     )
         .into_response()
+}
+
+/// The benchmark's baseline: the same lookup as `GET /api/tasks/{id}`, done natively
+/// on the same store behind the same middleware, so the ratio between the two
+/// measures what the sandbox costs.
+pub const BENCH_NATIVE_ROUTE: &str = "/bench/native/tasks/{id}";
+
+async fn native_get_task(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    use crate::data::Query;
+    let start = Instant::now();
+    let resp = async {
+        let store = s.bench_store.as_ref()?;
+        let oid = bson::oid::ObjectId::parse_str(&id).ok()?;
+        let raw = bson::doc! {"_id": oid};
+        let filter = doc_query::Filter::parse(&raw, &doc_query::Limits::default()).ok()?;
+        let found = store.find_one("tasks", &Query { raw, filter }).await.ok()??;
+        let doc = bson::Document::try_from(found).ok()?;
+        let date = |k: &str| doc.get_datetime(k).ok().and_then(|d| d.try_to_rfc3339_string().ok());
+        let version = doc.get_i64("version").unwrap_or_default();
+        let body = serde_json::json!({
+            "id": id,
+            "title": doc.get_str("title").ok(),
+            "description": doc.get_str("description").ok(),
+            "status": doc.get_str("status").ok(),
+            "priority": doc.get_i32("priority").ok(),
+            "tags": doc.get_array("tags").ok().map(|a| a.iter().filter_map(|t| t.as_str()).collect::<Vec<_>>()),
+            "due": date("due"),
+            "created": date("created"),
+            "updated": date("updated"),
+            "version": version,
+        });
+        Some(
+            (
+                [(header::CONTENT_TYPE, "application/json".to_owned()), (header::ETAG, format!("\"v{version}\""))],
+                body.to_string(),
+            )
+                .into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(|| problem(StatusCode::NOT_FOUND, "not-found", "No such resource", "no such task"));
+    s.metrics
+        .http_requests
+        .with_label_values(&[BENCH_NATIVE_ROUTE, "GET", resp.status().as_str()])
+        .inc();
+    s.metrics
+        .http_duration
+        .with_label_values(&[BENCH_NATIVE_ROUTE, "GET"])
+        .observe(start.elapsed().as_secs_f64());
+    resp
 }
 
 fn method_label(m: &http::Method) -> &'static str {
@@ -367,6 +426,7 @@ mod tests {
                 max_header_bytes: 2048,
             },
             permits: Arc::new(Semaphore::new(permits)),
+            bench_store: None,
         })
     }
 

@@ -124,6 +124,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_header_bytes: args.max_header_bytes,
         },
         permits: Arc::new(tokio::sync::Semaphore::new(args.max_concurrency as usize)),
+        bench_store: args.bench_native_route.then(|| store.clone()),
     });
     for (i, listener) in api_listeners.into_iter().enumerate() {
         server::spawn_worker(

@@ -26,9 +26,19 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-/// Every metric the host exports.
+/// Every metric the host exports. Cloning is one `Arc` increment: the state that
+/// holds it is cloned for every request.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(std::sync::Arc<MetricsInner>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricsInner;
+    fn deref(&self) -> &MetricsInner {
+        &self.0
+    }
+}
+
+pub struct MetricsInner {
     registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
@@ -131,7 +141,7 @@ impl Metrics {
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(data_denied.clone()))?;
         registry.register(Box::new(build_info))?;
-        Ok(Self {
+        Ok(Self(std::sync::Arc::new(MetricsInner {
             registry,
             http_requests,
             http_duration,
@@ -142,7 +152,7 @@ impl Metrics {
             store_ops,
             store_errors,
             data_denied,
-        })
+        })))
     }
 
     /// The Prometheus text exposition of every metric.

@@ -9,7 +9,7 @@
 //! writes are serialized (redb has a single writer).
 
 use super::{Change, FindSpec, Query, Store, StoreError};
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 use doc_query::{id_equality, values_equal};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -47,41 +47,52 @@ fn decode(bytes: &[u8]) -> Result<Document, StoreError> {
     Document::from_reader(bytes).map_err(internal)
 }
 
-/// The first document (in key order) that matches, with its key.
-fn first_match<T>(t: &T, q: &Query) -> Result<Option<(Vec<u8>, Document)>, StoreError>
+fn raw(bytes: Vec<u8>) -> Result<RawDocumentBuf, StoreError> {
+    RawDocumentBuf::from_bytes(bytes).map_err(internal)
+}
+
+/// A document's key and its stored BSON bytes.
+type KeyAndBytes = (Vec<u8>, Vec<u8>);
+
+/// The first document (in key order) that matches: its key and stored bytes. An
+/// `_id` lookup is a key lookup and never decodes the document.
+fn first_match<T>(t: &T, q: &Query) -> Result<Option<KeyAndBytes>, StoreError>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
     if let Some(id) = id_equality(&q.raw) {
         let key = id_key(id);
-        return Ok(match t.get(key.as_slice()).map_err(internal)? {
-            Some(v) => Some((key, decode(v.value())?)),
-            None => None,
-        });
+        return Ok(t
+            .get(key.as_slice())
+            .map_err(internal)?
+            .map(|v| (key, v.value().to_vec())));
     }
     for entry in t.iter().map_err(internal)? {
         let (k, v) = entry.map_err(internal)?;
-        let doc = decode(v.value())?;
-        if q.filter.matches(&doc) {
-            return Ok(Some((k.value().to_vec(), doc)));
+        if q.filter.matches(&decode(v.value())?) {
+            return Ok(Some((k.value().to_vec(), v.value().to_vec())));
         }
     }
     Ok(None)
 }
 
-fn all_matches<T>(t: &T, q: &Query) -> Result<Vec<Document>, StoreError>
+/// Every match, decoded (for sorting and projection) along with its stored bytes.
+fn all_matches<T>(t: &T, q: &Query) -> Result<Vec<(Document, Vec<u8>)>, StoreError>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
     if id_equality(&q.raw).is_some() {
-        return Ok(first_match(t, q)?.map(|(_, d)| d).into_iter().collect());
+        return first_match(t, q)?
+            .map(|(_, bytes)| Ok((decode(&bytes)?, bytes)))
+            .into_iter()
+            .collect();
     }
     let mut out = Vec::new();
     for entry in t.iter().map_err(internal)? {
         let (_, v) = entry.map_err(internal)?;
         let doc = decode(v.value())?;
         if q.filter.matches(&doc) {
-            out.push(doc);
+            out.push((doc, v.value().to_vec()));
         }
     }
     Ok(out)
@@ -150,12 +161,13 @@ impl EmbeddedStore {
 
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
-    async fn insert_one(&self, coll: &str, doc: Document) -> Result<Document, StoreError> {
+    async fn insert_one(&self, coll: &str, doc: Document) -> Result<RawDocumentBuf, StoreError> {
         let id = doc
             .get("_id")
             .cloned()
             .ok_or_else(|| internal("insert without _id"))?;
         let bytes = doc.to_vec().map_err(internal)?;
+        let stored = bytes.clone();
         self.write(coll, move |t| {
             let key = id_key(&id);
             if t.get(key.as_slice()).map_err(internal)?.is_some() {
@@ -168,12 +180,14 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await?;
-        Ok(doc)
+        raw(stored)
     }
 
-    async fn find_one(&self, coll: &str, q: &Query) -> Result<Option<Document>, StoreError> {
+    async fn find_one(&self, coll: &str, q: &Query) -> Result<Option<RawDocumentBuf>, StoreError> {
         // Point reads are microseconds: done inline rather than on the blocking pool.
-        self.read(coll, None, |t| Ok(first_match(t, q)?.map(|(_, d)| d)))
+        self.read(coll, None, |t| {
+            first_match(t, q)?.map(|(_, bytes)| raw(bytes)).transpose()
+        })
     }
 
     async fn find(
@@ -181,19 +195,19 @@ impl Store for EmbeddedStore {
         coll: &str,
         q: &Query,
         spec: &FindSpec,
-    ) -> Result<Vec<Document>, StoreError> {
+    ) -> Result<Vec<RawDocumentBuf>, StoreError> {
         let mut docs = self.read(coll, Vec::new(), |t| all_matches(t, q))?;
         if let Some((_, sort)) = &spec.sort {
-            docs.sort_by(|a, b| sort.compare(a, b));
+            docs.sort_by(|a, b| sort.compare(&a.0, &b.0));
         }
-        let docs = docs
-            .into_iter()
+        docs.into_iter()
             .skip(spec.skip as usize)
-            .take(spec.limit as usize);
-        Ok(match &spec.projection {
-            Some((_, p)) => docs.map(|d| p.apply(d)).collect(),
-            None => docs.collect(),
-        })
+            .take(spec.limit as usize)
+            .map(|(doc, bytes)| match &spec.projection {
+                Some((_, p)) => RawDocumentBuf::try_from(&p.apply(doc)).map_err(internal),
+                None => raw(bytes),
+            })
+            .collect()
     }
 
     async fn count(&self, coll: &str, q: &Query) -> Result<u64, StoreError> {
@@ -211,26 +225,28 @@ impl Store for EmbeddedStore {
         q: &Query,
         change: &Change,
         expected_version: Option<i64>,
-    ) -> Result<Document, StoreError> {
+    ) -> Result<RawDocumentBuf, StoreError> {
         let (q, change) = (q.clone(), change.clone());
-        self.write(coll, move |t| {
-            let Some((key, doc)) = first_match(t, &q)? else {
-                return Err(StoreError::NotFound);
-            };
-            if let Some(v) = expected_version {
-                let current = doc.get("version").unwrap_or(&Bson::Null);
-                if !values_equal(current, &Bson::Int64(v)) {
-                    return Err(StoreError::Conflict("version mismatch".into()));
+        let bytes = self
+            .write(coll, move |t| {
+                let Some((key, bytes)) = first_match(t, &q)? else {
+                    return Err(StoreError::NotFound);
+                };
+                let mut doc = decode(&bytes)?;
+                if let Some(v) = expected_version {
+                    let current = doc.get("version").unwrap_or(&Bson::Null);
+                    if !values_equal(current, &Bson::Int64(v)) {
+                        return Err(StoreError::Conflict("version mismatch".into()));
+                    }
                 }
-            }
-            let mut next = doc;
-            change.update.apply(&mut next)?;
-            let bytes = next.to_vec().map_err(internal)?;
-            t.insert(key.as_slice(), bytes.as_slice())
-                .map_err(internal)?;
-            Ok(next)
-        })
-        .await
+                change.update.apply(&mut doc)?;
+                let next = doc.to_vec().map_err(internal)?;
+                t.insert(key.as_slice(), next.as_slice())
+                    .map_err(internal)?;
+                Ok(next)
+            })
+            .await?;
+        raw(bytes)
     }
 
     async fn delete_one(&self, coll: &str, q: &Query) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@
 pub mod embedded;
 
 use crate::telemetry::Metrics;
-use bson::{Bson, Document, oid::ObjectId};
+use bson::{Bson, Document, RawDocumentBuf, oid::ObjectId};
 use doc_query::{Filter, Limits, Projection, QueryError, Sort, Update};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -83,27 +83,33 @@ impl From<QueryError> for StoreError {
 }
 
 /// Every store implements the same operations with the same semantics; the
-/// conformance tests run against each.
+/// conformance tests run against each. Documents come back as raw BSON: the host
+/// hands the store's bytes to the guest without decoding and re-encoding them.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Insert `doc`, which already has an `_id`.
-    async fn insert_one(&self, coll: &str, doc: Document) -> Result<Document, StoreError>;
-    async fn find_one(&self, coll: &str, query: &Query) -> Result<Option<Document>, StoreError>;
+    /// Insert `doc`, which already has an `_id`; returns the stored document.
+    async fn insert_one(&self, coll: &str, doc: Document) -> Result<RawDocumentBuf, StoreError>;
+    async fn find_one(
+        &self,
+        coll: &str,
+        query: &Query,
+    ) -> Result<Option<RawDocumentBuf>, StoreError>;
     async fn find(
         &self,
         coll: &str,
         query: &Query,
         spec: &FindSpec,
-    ) -> Result<Vec<Document>, StoreError>;
+    ) -> Result<Vec<RawDocumentBuf>, StoreError>;
     async fn count(&self, coll: &str, query: &Query) -> Result<u64, StoreError>;
-    /// Apply `change` to the first match, atomically with the version check.
+    /// Apply `change` to the first match, atomically with the version check;
+    /// returns the document as it is after the update.
     async fn update_one(
         &self,
         coll: &str,
         query: &Query,
         change: &Change,
         expected_version: Option<i64>,
-    ) -> Result<Document, StoreError>;
+    ) -> Result<RawDocumentBuf, StoreError>;
     async fn delete_one(&self, coll: &str, query: &Query) -> Result<(), StoreError>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -225,11 +231,6 @@ impl DocumentsCtx {
             e.into()
         })
     }
-
-    fn encode(doc: &Document) -> Result<Vec<u8>, WitError> {
-        doc.to_vec()
-            .map_err(|e| StoreError::Internal(format!("encode: {e}")).into())
-    }
 }
 
 impl DocumentsHost for DocumentsCtx {
@@ -254,7 +255,7 @@ impl DocumentsHost for DocumentsCtx {
                 store.insert_one(&collection, doc),
             )
             .await?;
-        Self::encode(&stored)
+        Ok(stored.into_bytes())
     }
 
     async fn find_one(
@@ -268,7 +269,7 @@ impl DocumentsHost for DocumentsCtx {
         let found = self
             .timed("find_one", &collection, store.find_one(&collection, &q))
             .await?;
-        found.as_ref().map(Self::encode).transpose()
+        Ok(found.map(RawDocumentBuf::into_bytes))
     }
 
     async fn find(
@@ -307,7 +308,7 @@ impl DocumentsHost for DocumentsCtx {
         let docs = self
             .timed("find", &collection, store.find(&collection, &q, &spec))
             .await?;
-        docs.iter().map(Self::encode).collect()
+        Ok(docs.into_iter().map(RawDocumentBuf::into_bytes).collect())
     }
 
     async fn count(&mut self, collection: String, filter: Vec<u8>) -> Result<u64, WitError> {
@@ -338,7 +339,7 @@ impl DocumentsHost for DocumentsCtx {
                 store.update_one(&collection, &q, &change, expected_version),
             )
             .await?;
-        Self::encode(&doc)
+        Ok(doc.into_bytes())
     }
 
     async fn delete_one(&mut self, collection: String, filter: Vec<u8>) -> Result<(), WitError> {

@@ -97,11 +97,12 @@ pub fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
         .table_keep_resident(1 << 20)
         .async_stack_keep_resident(256 << 10)
         // Linux >= 6.7 can tell which kept pages were dirtied; elsewhere it is off.
-        .pagemap_scan(Enabled::Auto);
+        .pagemap_scan(Enabled::Yes);
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .signals_based_traps(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).context("creating the wasmtime engine")
 }
@@ -157,7 +158,7 @@ pub struct Runtime {
     engine: Engine,
     pre: ProxyPre<Host>,
     limits: Limits,
-    data: DataConfig,
+    data: Arc<DataConfig>,
     metrics: Metrics,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -190,7 +191,7 @@ impl Runtime {
             engine,
             pre,
             limits,
-            data,
+            data: Arc::new(data),
             metrics,
             ticker_stop,
         }))
@@ -211,7 +212,6 @@ impl Runtime {
         let deadline = Instant::now() + self.limits.deadline;
         // Yield to other requests on every epoch tick (so a runaway guest cannot hold
         // a worker thread) and trap once the wall-clock deadline has passed.
-        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Err(DeadlineExceeded.into())
@@ -236,6 +236,9 @@ impl Runtime {
         let pre = self.pre.clone();
         let instantiate = self.metrics.instantiate.clone();
         let guest = async move {
+            // Armed when the task first runs, not when the request arrived: time
+            // spent queued must not make the guest yield again before its first tick.
+            store.set_epoch_deadline(1);
             let start = Instant::now();
             let result = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -263,25 +266,42 @@ impl Runtime {
             Ok::<_, GuestError>(http::Response::from_parts(parts, body))
         };
 
-        // Both halves run in this task: the guest may stream its body while we read.
-        let outcome = tokio::time::timeout(
-            // Epochs interrupt running wasm; this also bounds time spent waiting in
-            // host calls.
-            self.limits.deadline + Duration::from_millis(100),
-            async { tokio::join!(guest, response) },
-        )
-        .await;
-        let ((result, memory_denied), response) = match outcome {
-            Ok(both) => both,
-            Err(_) => return Err(GuestError::Deadline(self.limits.deadline)),
-        };
-        match result {
-            Ok(()) => response,
-            Err(e) if e.chain().any(|c| c.is::<DeadlineExceeded>()) => {
-                Err(GuestError::Deadline(self.limits.deadline))
+        // The guest runs in its own task, as in `wasmtime serve`: the response is
+        // returned as soon as its body is complete, while the instance's teardown
+        // (dropping the store returns its slot to the pool) overlaps with writing
+        // it out. Measured: see the README's performance section.
+        let deadline = self.limits.deadline;
+        let guest = tokio::spawn(async move {
+            // Epochs interrupt running wasm; this also bounds time in host calls.
+            match tokio::time::timeout(deadline + Duration::from_millis(100), guest).await {
+                Ok(outcome) => outcome,
+                Err(_) => (Err(DeadlineExceeded.into()), false),
             }
-            Err(_) if memory_denied => Err(GuestError::Memory),
-            Err(e) => Err(GuestError::Trap(format!("{e:#}"))),
+        });
+        let response = tokio::time::timeout(deadline + Duration::from_millis(200), response).await;
+        match response {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(no_response)) => {
+                // The guest ended without a complete response: say why.
+                let (result, memory_denied) = guest.await.unwrap_or_else(|e| {
+                    (
+                        Err(wasmtime::Error::msg(format!("guest task failed: {e}"))),
+                        false,
+                    )
+                });
+                match result {
+                    Ok(()) => Err(no_response),
+                    Err(e) if e.chain().any(|c| c.is::<DeadlineExceeded>()) => {
+                        Err(GuestError::Deadline(deadline))
+                    }
+                    Err(_) if memory_denied => Err(GuestError::Memory),
+                    Err(e) => Err(GuestError::Trap(format!("{e:#}"))),
+                }
+            }
+            Err(_) => {
+                guest.abort();
+                Err(GuestError::Deadline(deadline))
+            }
         }
     }
 }
