@@ -102,7 +102,6 @@ pub fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
-        .signals_based_traps(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).context("creating the wasmtime engine")
 }
