@@ -1,0 +1,246 @@
+"""Static but strict checks of every Kubernetes manifest: render each kustomization,
+validate built-in kinds against the Kubernetes OpenAPI (oldest and newest supported
+versions), CRD kinds against k8s/schemas/, scan with checkov, and assert the
+security invariants directly on the rendered objects. No cluster runs here."""
+
+import base64
+import copy
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import yaml
+
+K8S = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(sys.executable).parent
+TARGETS = ["base", "overlays/minikube", "overlays/production", "sonarqube", "argocd"]
+# argocd/ holds only CRD objects (checked against k8s/schemas/ instead).
+BUILTIN_TARGETS = [t for t in TARGETS if t != "argocd"]
+# kubernetes-validate 1.37 knows 1.25-1.37; we support that whole range.
+K8S_VERSIONS = ["1.25.0", "1.37.0"]
+CRD_SCHEMAS = {
+    ("cert-manager.io/v1", "ClusterIssuer"): "clusterissuer.json",
+    ("argoproj.io/v1alpha1", "Application"): "application.json",
+    ("argoproj.io/v1alpha1", "AppProject"): "appproject.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
+}
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory):
+    """Render every target from a copy of k8s/ in which the committed *.env.example
+    files stand in for the git-ignored secret env files."""
+    work = tmp_path_factory.mktemp("k8s")
+    src = work / "src"
+    shutil.copytree(K8S, src, ignore=shutil.ignore_patterns("*.env", "__pycache__", ".pytest_cache"))
+    for example in src.rglob("*.env.example"):
+        shutil.copy(example, example.with_suffix(""))
+    out = {}
+    for target in TARGETS:
+        text = subprocess.run(["kubectl", "kustomize", str(src / target)], check=True, capture_output=True, text=True).stdout
+        path = work / "rendered" / (target.replace("/", "-") + ".yaml")
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        out[target] = (path, [d for d in yaml.safe_load_all(text) if d])
+    return out
+
+
+def is_crd(doc):
+    return (doc["apiVersion"], doc["kind"]) in CRD_SCHEMAS
+
+
+def all_docs(rendered):
+    for target, (_, docs) in rendered.items():
+        for d in docs:
+            yield target, d
+
+
+def pod_spec(doc):
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        return spec["jobTemplate"]["spec"]["template"]["spec"]
+    return spec["template"]["spec"]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("target", BUILTIN_TARGETS)
+def test_builtin_kinds_validate_strictly(rendered, target, version, tmp_path):
+    _, docs = rendered[target]
+    builtin = [d for d in docs if not is_crd(d)]
+    assert builtin, target
+    f = tmp_path / "builtin.yaml"
+    f.write_text(yaml.safe_dump_all(builtin))
+    r = subprocess.run([str(BIN / "kubernetes-validate"), "--strict", "--quiet", "-k", version, str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def crd_validator(doc):
+    schema = json.loads((K8S / "schemas" / CRD_SCHEMAS[(doc["apiVersion"], doc["kind"])]).read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_argocd_holds_only_crd_objects(rendered):
+    assert all(is_crd(d) for d in rendered["argocd"][1])
+
+
+def test_crd_objects_match_their_schemas(rendered):
+    seen = set()
+    for target, d in all_docs(rendered):
+        if is_crd(d):
+            errors = [e.message for e in crd_validator(d).iter_errors(d)]
+            assert not errors, f"{target}: {d['kind']}/{d['metadata']['name']}: {errors}"
+            seen.add(d["kind"])
+    assert seen == {k for _, k in CRD_SCHEMAS}, f"every CRD kind is exercised: {seen}"
+
+
+def test_crd_schemas_reject_broken_objects(rendered):
+    app = next(d for _, d in all_docs(rendered) if d["kind"] == "Application")
+    issuer = next(d for _, d in all_docs(rendered) if d["kind"] == "ClusterIssuer")
+    broken = []
+    a = copy.deepcopy(app); del a["spec"]["project"]; broken.append(a)
+    a = copy.deepcopy(app); a["spec"]["syncPolicy"]["automated"]["selfheal"] = True; broken.append(a)
+    i = copy.deepcopy(issuer); i["spec"]["acme"]["server"] = "http://insecure.example"; broken.append(i)
+    i = copy.deepcopy(issuer); i["spec"]["acme"]["solvers"] = []; broken.append(i)
+    for b in broken:
+        assert list(crd_validator(b).iter_errors(b)), f"schema accepted a broken {b['kind']}"
+
+
+def test_checkov_finds_no_failures(rendered, tmp_path):
+    for target, (path, _) in rendered.items():
+        shutil.copy(path, tmp_path / path.name)
+    r = subprocess.run([str(BIN / "checkov"), "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download", "--quiet", "--compact"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "Failed checks: 0" in r.stdout, r.stdout[-2000:]
+
+
+def test_checkov_skips_carry_a_reason(rendered):
+    for target, d in all_docs(rendered):
+        for k, v in d["metadata"].get("annotations", {}).items():
+            if k.startswith("checkov.io/skip"):
+                check, _, reason = v.partition("=")
+                assert check.startswith("CKV") and len(reason) > 20, f"{target} {d['kind']}: skip without a reason: {v}"
+
+
+def violations(doc):
+    """Security invariants of one workload; returns what is wrong."""
+    problems = []
+    spec = pod_spec(doc)
+    pod_sc = spec.get("securityContext", {})
+    if spec.get("automountServiceAccountToken") is not False:
+        problems.append("service account token is mounted")
+    if pod_sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append("pod seccompProfile is not RuntimeDefault")
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        sc = c.get("securityContext", {})
+        name = c["name"]
+        if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True):
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if sc.get("runAsUser", pod_sc.get("runAsUser", 0)) == 0:
+            problems.append(f"{name}: runs as uid 0")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name}: root filesystem is writable")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: privilege escalation allowed")
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            problems.append(f"{name}: does not drop ALL capabilities")
+        if sc.get("capabilities", {}).get("add"):
+            problems.append(f"{name}: adds capabilities")
+        limits = c.get("resources", {}).get("limits", {})
+        if not {"cpu", "memory"} <= set(limits):
+            problems.append(f"{name}: missing cpu/memory limits")
+        if not c.get("resources", {}).get("requests"):
+            problems.append(f"{name}: missing requests")
+        if "readinessProbe" not in c or "livenessProbe" not in c:
+            problems.append(f"{name}: missing readiness or liveness probe")
+        for e in c.get("env", []):
+            if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]:
+                problems.append(f"{name}: secret {e['name']} passed as an environment variable")
+    return problems
+
+
+def test_every_workload_meets_the_security_invariants(rendered):
+    workloads = [(t, d) for t, d in all_docs(rendered) if d["kind"] in WORKLOADS]
+    assert len(workloads) >= 5
+    for target, d in workloads:
+        assert violations(d) == [], f"{target}: {d['kind']}/{d['metadata']['name']}"
+
+
+def test_invariant_checks_catch_violations(rendered):
+    base = next(d for t, d in all_docs(rendered) if t == "base" and d["kind"] == "Deployment")
+    mutations = {
+        "root filesystem is writable": lambda c: c["securityContext"].update(readOnlyRootFilesystem=False),
+        "does not drop ALL": lambda c: c["securityContext"]["capabilities"].update(drop=[]),
+        "privilege escalation": lambda c: c["securityContext"].pop("allowPrivilegeEscalation"),
+        "runs as uid 0": lambda c: c["securityContext"].update(runAsUser=0),
+        "missing cpu/memory limits": lambda c: c["resources"].pop("limits"),
+        "missing readiness": lambda c: c.pop("readinessProbe"),
+        "environment variable": lambda c: c.setdefault("env", []).append({"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}),
+    }
+    for expected, mutate in mutations.items():
+        d = copy.deepcopy(base)
+        mutate(d["spec"]["template"]["spec"]["containers"][0])
+        assert any(expected in p for p in violations(d)), expected
+
+
+def test_each_namespace_with_workloads_has_a_default_deny_policy(rendered):
+    for target, (_, docs) in rendered.items():
+        namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] in WORKLOADS}
+        for ns in namespaces:
+            policies = [d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"].get("namespace") == ns]
+            deny_all = [p for p in policies if p["spec"]["podSelector"] == {} and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+                        and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+            covered = all(
+                any(p["spec"]["podSelector"] in ({}, {"matchLabels": {"app.kubernetes.io/name": d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]}})
+                    for p in policies)
+                for d in docs if d["kind"] in WORKLOADS and d["metadata"].get("namespace") == ns)
+            assert deny_all or covered, f"{target}: namespace {ns} has no default-deny policy"
+        if target in ("base", "overlays/production", "overlays/minikube"):
+            assert any(d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "default-deny-all" for d in docs), target
+
+
+def test_no_secret_carries_a_real_value(rendered):
+    tracked = subprocess.run(["git", "ls-files", "k8s"], cwd=K8S.parent, capture_output=True, text=True, check=True).stdout.split()
+    assert not [f for f in tracked if f.endswith(".env")], "no secret env file is committed"
+    for f in tracked:
+        if f.endswith(".env.example"):
+            text = (K8S.parent / f).read_text()
+            assert "change-me" in text, f"{f} must hold placeholders only"
+    for target, d in all_docs(rendered):
+        if d["kind"] == "Secret":
+            values = {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
+            values.update(d.get("stringData", {}))
+            for k, v in values.items():
+                assert "change-me" in v or k == "username", f"{target}: Secret {d['metadata']['name']} key {k} is not a placeholder"
+    for target in ("base", "overlays/production"):
+        assert not [d for d in rendered[target][1] if d["kind"] == "Secret"], f"{target} must not define Secrets"
+
+
+def test_images_are_pinned_and_the_app_by_digest(rendered):
+    for target, d in all_docs(rendered):
+        if d["kind"] in WORKLOADS:
+            for c in pod_spec(d)["containers"]:
+                image = c["image"]
+                assert not image.endswith(":latest") and (":" in image or "@" in image), f"{target}: {image}"
+                if target in ("base", "overlays/production") and c["name"] == "host":
+                    assert "@sha256:" in image, f"{target}: the app image must be pinned by digest: {image}"
+
+
+def test_ports_and_probes_match_the_host(rendered):
+    """The Deployment uses the host's real ports and endpoints (README, config.rs)."""
+    d = next(d for t, d in all_docs(rendered) if t == "base" and d["kind"] == "Deployment")
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 9090}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    cm = next(d for t, d in all_docs(rendered) if t == "base" and d["kind"] == "ConfigMap")
+    assert cm["data"]["MONGODB_URI_FILE"] == c["volumeMounts"][0]["mountPath"] + "/uri"
+    assert int(cm["data"]["MAX_CONCURRENCY"]) * int(cm["data"]["MEMORY_LIMIT_MIB"]) < 1024, "worst-case guest memory fits the 1Gi limit"
