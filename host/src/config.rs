@@ -82,6 +82,43 @@ pub struct ServeArgs {
     #[arg(long, env = "MONGODB_URI_FILE")]
     pub mongodb_uri_file: Option<PathBuf>,
 
+    /// MongoDB database holding the granted collections.
+    #[arg(long, env = "MONGODB_DATABASE", default_value = "tasks")]
+    pub mongodb_database: String,
+
+    /// Most connections in the MongoDB pool.
+    #[arg(long, env = "MONGODB_MAX_POOL_SIZE", default_value_t = 32)]
+    pub mongodb_max_pool_size: u32,
+
+    /// Connections the MongoDB pool keeps open when idle.
+    #[arg(long, env = "MONGODB_MIN_POOL_SIZE", default_value_t = 0)]
+    pub mongodb_min_pool_size: u32,
+
+    /// How long an operation waits for a usable server before answering 503.
+    /// Kept below --deadline-ms so the client gets a 503, not a 504.
+    #[arg(
+        long,
+        env = "MONGODB_SERVER_SELECTION_TIMEOUT_MS",
+        default_value_t = 700
+    )]
+    pub mongodb_server_selection_timeout_ms: u64,
+
+    /// TCP/TLS connect timeout for new pool connections.
+    #[arg(long, env = "MONGODB_CONNECT_TIMEOUT_MS", default_value_t = 700)]
+    pub mongodb_connect_timeout_ms: u64,
+
+    /// Bound on every MongoDB operation (the driver has no socket timeout).
+    #[arg(long, env = "MONGODB_OP_TIMEOUT_MS", default_value_t = 800)]
+    pub mongodb_op_timeout_ms: u64,
+
+    /// Write concern: `majority` or a number of nodes.
+    #[arg(long, env = "MONGODB_WRITE_CONCERN", default_value = "majority")]
+    pub mongodb_write_concern: String,
+
+    /// Require writes to be journaled before they are acknowledged.
+    #[arg(long, env = "MONGODB_JOURNAL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub mongodb_journal: bool,
+
     /// Linear memory limit of one request's instance, in MiB.
     #[arg(long, env = "MEMORY_LIMIT_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub memory_limit_mib: u64,

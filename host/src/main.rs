@@ -9,7 +9,7 @@ mod ingress;
 mod server;
 mod telemetry;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use config::{Cli, Command, ServeArgs};
 use std::collections::BTreeSet;
@@ -55,12 +55,28 @@ fn precompile(input: &std::path::Path, output: &std::path::Path) -> anyhow::Resu
     Ok(())
 }
 
-fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn data::Store>> {
-    if args.mongodb_uri()?.is_some() {
-        // The URI is deliberately not echoed.
-        bail!(
-            "a MongoDB URI is configured, but this build has no MongoDB store yet; unset MONGODB_URI/MONGODB_URI_FILE to use the embedded store"
-        );
+fn open_store(
+    args: &ServeArgs,
+    metrics: &telemetry::Metrics,
+) -> anyhow::Result<Arc<dyn data::Store>> {
+    if let Some(uri) = args.mongodb_uri()? {
+        let cfg = data::mongo::MongoConfig {
+            uri,
+            database: args.mongodb_database.clone(),
+            max_pool_size: args.mongodb_max_pool_size,
+            min_pool_size: args.mongodb_min_pool_size,
+            server_selection_timeout: Duration::from_millis(
+                args.mongodb_server_selection_timeout_ms,
+            ),
+            connect_timeout: Duration::from_millis(args.mongodb_connect_timeout_ms),
+            op_timeout: Duration::from_millis(args.mongodb_op_timeout_ms),
+            write_concern: args.mongodb_write_concern.clone(),
+            journal: args.mongodb_journal,
+        };
+        let store = data::mongo::MongoStore::open(&cfg, metrics, &args.grants)?;
+        // The URI (and its credentials) is deliberately not logged.
+        tracing::info!(database = %args.mongodb_database, "using the MongoDB store");
+        return Ok(Arc::new(store));
     }
     let store = data::embedded::EmbeddedStore::open(&args.data_dir)?;
     tracing::info!(data_dir = %args.data_dir.display(), "using the embedded store");
@@ -70,7 +86,7 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn data::Store>> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.validate()?;
     let metrics = telemetry::Metrics::new().context("registering metrics")?;
-    let store = open_store(&args)?;
+    let store = open_store(&args, &metrics)?;
     let limits = engine_limits(&args);
     let workers = args.workers();
 

@@ -49,6 +49,8 @@ pub struct MetricsInner {
     pub store_ops: HistogramVec,
     pub store_errors: IntCounterVec,
     pub data_denied: IntCounterVec,
+    pub mongo_pool: IntGaugeVec,
+    pub mongo_commands: HistogramVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -120,6 +122,21 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let mongo_pool = IntGaugeVec::new(
+            Opts::new(
+                "mongodb_pool_connections",
+                "MongoDB pool connections: open, and in use (checked out); available = open - in_use.",
+            ),
+            &["state"],
+        )?;
+        let mongo_commands = HistogramVec::new(
+            HistogramOpts::new(
+                "mongodb_command_duration_seconds",
+                "MongoDB command latency by command and outcome.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["command", "outcome"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Build information; the value is always 1."),
             &["version", "wasmtime", "rustc"],
@@ -140,6 +157,8 @@ impl Metrics {
         registry.register(Box::new(store_ops.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(data_denied.clone()))?;
+        registry.register(Box::new(mongo_pool.clone()))?;
+        registry.register(Box::new(mongo_commands.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self(std::sync::Arc::new(MetricsInner {
             registry,
@@ -152,6 +171,8 @@ impl Metrics {
             store_ops,
             store_errors,
             data_denied,
+            mongo_pool,
+            mongo_commands,
         })))
     }
 

@@ -7,6 +7,10 @@
 //! then the store.
 
 pub mod embedded;
+pub mod mongo;
+
+#[cfg(test)]
+mod conformance;
 
 use crate::telemetry::Metrics;
 use bson::{Bson, Document, RawDocumentBuf, oid::ObjectId};
@@ -37,9 +41,11 @@ pub struct Query {
     pub filter: Filter,
 }
 
-/// An update that passed the firewall.
+/// An update that passed the firewall: as sent (for MongoDB) and parsed (for the
+/// embedded store).
 #[derive(Debug, Clone)]
 pub struct Change {
+    pub raw: Document,
     pub update: Update,
 }
 
@@ -61,6 +67,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("invalid: {0}")]
     Invalid(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -71,6 +79,7 @@ impl StoreError {
             StoreError::NotFound => "not_found",
             StoreError::Conflict(_) => "conflict",
             StoreError::Invalid(_) => "invalid",
+            StoreError::Unavailable(_) => "unavailable",
             StoreError::Internal(_) => "internal",
         }
     }
@@ -156,6 +165,10 @@ impl From<StoreError> for WitError {
             StoreError::NotFound => WitError::NotFound,
             StoreError::Conflict(m) => WitError::Conflict(m),
             StoreError::Invalid(m) => WitError::Invalid(m),
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "store unavailable");
+                WitError::Unavailable("the store is unreachable; retry later".into())
+            }
             StoreError::Internal(m) => {
                 tracing::error!(error = %m, "store operation failed");
                 WitError::Internal("internal store error; see host logs".into())
@@ -330,7 +343,10 @@ impl DocumentsHost for DocumentsCtx {
         let q = self.query(&filter)?;
         let raw = self.decode(&update)?;
         let parsed = Update::parse(&raw, &self.config.limits).map_err(|e| self.denied(e))?;
-        let change = Change { update: parsed };
+        let change = Change {
+            raw,
+            update: parsed,
+        };
         let store = self.config.store.clone();
         let doc = self
             .timed(

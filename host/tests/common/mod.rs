@@ -117,11 +117,23 @@ impl Server {
             .args(&opts.args)
             .env_remove("MONGODB_URI")
             .env_remove("MONGODB_URI_FILE")
+            .env_remove("MONGODB_DATABASE")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // TEST_STORE=mongodb runs the same suite against MongoDB (FerretDB in
+        // .ci/run), one database per data dir so a restart finds its data.
+        if std::env::var("TEST_STORE").as_deref() == Ok("mongodb") {
+            use std::hash::{Hash, Hasher};
+            let uri = std::env::var("TEST_MONGODB_URI")
+                .expect("TEST_STORE=mongodb needs TEST_MONGODB_URI");
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            data_dir.hash(&mut h);
+            cmd.env("MONGODB_URI", uri)
+                .env("MONGODB_DATABASE", format!("e2e_{:016x}", h.finish()));
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -153,6 +165,18 @@ impl Server {
                 );
             }
         };
+        // The mode under test must be the mode that runs: never silently redb.
+        let wanted = match std::env::var("TEST_STORE").as_deref() {
+            Ok("mongodb") if !opts.env.iter().any(|(k, _)| k == "MONGODB_URI") => {
+                "using the MongoDB store"
+            }
+            _ if opts.env.iter().any(|(k, _)| k == "MONGODB_URI") => "using the MongoDB store",
+            _ => "using the embedded store",
+        };
+        assert!(
+            logs.lock().unwrap().iter().any(|l| l.contains(wanted)),
+            "expected the host to log {wanted:?}"
+        );
         Self {
             child,
             api: format!("http://{api}"),
