@@ -471,12 +471,7 @@ mod tests {
         let (rt, m, _) = RT.get_or_init(|| {
             let dir = tempfile::tempdir().expect("tempdir");
             let metrics = Metrics::new().expect("metrics");
-            let limits = engine::Limits {
-                memory_bytes: 64 << 20,
-                deadline: std::time::Duration::from_secs(5),
-                epoch_tick: std::time::Duration::from_millis(1),
-                max_instances: 16,
-            };
+            let limits = engine::tests::test_limits();
             let e = engine::build_engine(&limits).expect("engine");
             let c = engine::load_component(&e, None).expect("component");
             let data = DataConfig {

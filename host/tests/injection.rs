@@ -177,14 +177,7 @@ async fn the_host_refuses_forbidden_operators_from_the_component_itself() {
         .await
         .unwrap();
     assert_eq!(r["outcome"], "ok");
-    let metrics = c
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&c, &s).await;
     assert!(
         metrics.contains("data_requests_denied_total{reason=\"firewall\"} 11"),
         "{metrics}"

@@ -77,14 +77,7 @@ async fn metrics_parse_and_match_the_traffic() {
     }
     assert_eq!(c.get(s.url("/nowhere")).send().await.unwrap().status(), 404);
 
-    let text = c
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&c, &s).await;
     let scrape = parse_prometheus(&text).expect("valid Prometheus text");
     let req = |route, method, status| {
         counter(

@@ -170,14 +170,7 @@ async fn runaway_guests_are_stopped_and_others_keep_being_served() {
     // Still healthy afterwards, and the traps were counted by kind.
     let r = c.get(s.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = c
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&c, &s).await;
     for line in [
         r#"wasm_guest_traps_total{kind="deadline"} 4"#,
         r#"wasm_guest_traps_total{kind="memory"} 4"#,

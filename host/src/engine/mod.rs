@@ -331,21 +331,29 @@ fn spawn_epoch_ticker(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Limits for tests that build an engine and runtime in-process.
+    pub(crate) fn test_limits() -> Limits {
+        Limits {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_secs(5),
+            epoch_tick: Duration::from_millis(1),
+            max_instances: 16,
+        }
+    }
+
+    fn test_engine() -> Engine {
+        build_engine(&test_limits()).expect("engine")
+    }
 
     /// The security point of the design, checked on the artifact itself: the built-in
     /// component can import WASI and `app:data/documents`, nothing else (a stray
     /// spin-sdk API would add `fermyon:spin/*`, which this host does not provide).
     #[test]
     fn builtin_component_imports_only_wasi_and_documents() {
-        let limits = Limits {
-            memory_bytes: 64 << 20,
-            deadline: Duration::from_secs(1),
-            epoch_tick: Duration::from_millis(1),
-            max_instances: 4,
-        };
-        let engine = build_engine(&limits).expect("engine");
+        let engine = test_engine();
         let component = load_component(&engine, None).expect("component");
         let ty = component.component_type();
         let imports: Vec<String> = ty
@@ -382,13 +390,7 @@ mod tests {
 
     #[test]
     fn precompiled_artifacts_round_trip() {
-        let limits = Limits {
-            memory_bytes: 64 << 20,
-            deadline: Duration::from_secs(1),
-            epoch_tick: Duration::from_millis(1),
-            max_instances: 4,
-        };
-        let engine = build_engine(&limits).expect("engine");
+        let engine = test_engine();
         let dir = tempfile::tempdir().expect("tempdir");
         let cwasm = dir.path().join("app.cwasm");
         std::fs::write(

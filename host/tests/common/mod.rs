@@ -239,6 +239,17 @@ impl Drop for Server {
     }
 }
 
+/// The admin port's Prometheus text.
+pub async fn metrics_text(c: &reqwest::Client, s: &Server) -> String {
+    c.get(s.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
