@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Guest, Opts, Server, client, create, problem};
+use common::{Guest, Opts, Server, client, create, get_json, problem};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -194,26 +194,12 @@ async fn pagination_filters_and_search() {
         assert_eq!(keys, sorted, "order for sort={sort}");
     }
 
-    let page: Value = c
-        .get(s.url("/api/tasks?status=done&limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, &s, "/api/tasks?status=done&limit=100").await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 7);
     assert!(items.iter().all(|t| t["status"] == "done"));
 
-    let page: Value = c
-        .get(s.url("/api/tasks?tag=t1&status=todo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, &s, "/api/tasks?tag=t1&status=todo").await;
     assert!(
         page["items"]
             .as_array()
@@ -224,45 +210,17 @@ async fn pagination_filters_and_search() {
     assert_eq!(page["items"].as_array().unwrap().len(), 4);
 
     // Search is case-insensitive and literal: regex metacharacters match themselves.
-    let page: Value = c
-        .get(s.url("/api/tasks?q=TASK%2007"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, &s, "/api/tasks?q=TASK%2007").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
-    let page: Value = c
-        .get(s.url("/api/tasks?q=(a.b)&limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, &s, "/api/tasks?q=(a.b)&limit=100").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 23);
-    let page: Value = c
-        .get(s.url("/api/tasks?q=a.c"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, &s, "/api/tasks?q=a.c").await;
     assert_eq!(
         page["items"].as_array().unwrap().len(),
         0,
         "`.` must not be a wildcard"
     );
-    let page: Value = c
-        .get(s.url("/api/tasks?q=.*"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, &s, "/api/tasks?q=.*").await;
     assert_eq!(
         page["items"].as_array().unwrap().len(),
         0,
@@ -270,14 +228,7 @@ async fn pagination_filters_and_search() {
     );
 
     // A cursor only works with the sort it was issued for, and must be ours.
-    let first: Value = c
-        .get(s.url("/api/tasks?limit=2&sort=priority"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: Value = get_json(&c, &s, "/api/tasks?limit=2&sort=priority").await;
     let cur = first["next_cursor"].as_str().unwrap();
     problem(
         c.get(s.url(&format!("/api/tasks?sort=due&cursor={cur}")))
@@ -324,14 +275,7 @@ async fn list_query_rules() {
         assert_eq!(p["type"], "/problems/invalid-query", "{q}");
         assert!(p["errors"].as_array().is_some_and(|e| !e.is_empty()), "{q}");
     }
-    let page: Value = c
-        .get(s.url("/api/tasks?limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, &s, "/api/tasks?limit=100").await;
     assert_eq!(page, json!({"items": [], "next_cursor": null}));
 }
 
@@ -599,14 +543,7 @@ async fn tasks_survive_a_restart() {
     assert!(s.terminate().success(), "SIGTERM exits cleanly");
     let (dir, keep) = s.stop_keep_data();
     let s2 = Server::start(Opts::new(Guest::App).data_dir(&dir));
-    let got: Value = c
-        .get(s2.url(&format!("/api/tasks/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = get_json(&c, &s2, &format!("/api/tasks/{id}")).await;
     assert_eq!(got, t);
     drop(keep);
 }

@@ -4,18 +4,11 @@
 
 mod common;
 
-use common::{Guest, Opts, Server, client, create, problem};
+use common::{Guest, Opts, Server, client, create, get_json, problem};
 use serde_json::{Value, json};
 
 async fn all_tasks(c: &reqwest::Client, s: &Server) -> Vec<Value> {
-    let page: Value = c
-        .get(s.url("/api/tasks?limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(c, s, "/api/tasks?limit=100").await;
     page["items"].as_array().unwrap().clone()
 }
 
@@ -96,14 +89,7 @@ async fn operator_payloads_through_the_api_are_rejected_and_change_nothing() {
         .await;
     }
     // A tag that looks like an operator is just a string that matches nothing.
-    let page: Value = c
-        .get(s.url("/api/tasks?tag=%24gt"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, &s, "/api/tasks?tag=%24gt").await;
     assert_eq!(page["items"], json!([]));
 
     assert_eq!(all_tasks(&c, &s).await, before, "the store is untouched");
@@ -156,26 +142,12 @@ async fn the_host_refuses_forbidden_operators_from_the_component_itself() {
         ),
         ("/fault/garbage", "invalid: not a well-formed BSON document"),
     ] {
-        let r: Value = c
-            .get(s.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = get_json(&c, &s, path).await;
         let outcome = r["outcome"].as_str().unwrap();
         assert!(outcome.starts_with(expect), "{path}: {outcome}");
     }
     // Nothing was written: the collection is still empty.
-    let r: Value = c
-        .get(s.url("/fault/ok"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = get_json(&c, &s, "/fault/ok").await;
     assert_eq!(r["outcome"], "ok");
     let metrics = common::metrics_text(&c, &s).await;
     assert!(

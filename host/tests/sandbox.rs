@@ -4,15 +4,8 @@
 
 mod common;
 
-use common::{Guest, Opts, Server, client, problem};
-use serde_json::Value;
+use common::{Guest, Opts, Server, client, get_json, problem};
 use std::time::{Duration, Instant};
-
-async fn get_json(c: &reqwest::Client, s: &Server, path: &str) -> Value {
-    let r = c.get(s.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
 
 #[tokio::test]
 async fn guest_sees_no_environment_files_sockets_or_network() {

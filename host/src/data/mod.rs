@@ -187,10 +187,11 @@ impl DocumentsCtx {
                 .data_denied
                 .with_label_values(&["grant"])
                 .inc();
-            tracing::warn!(collection = %coll.chars().take(64).collect::<String>(), "component asked for an ungranted collection");
+            // The name comes from the guest: bounded before it is logged or echoed.
+            let shown: String = coll.chars().take(64).collect();
+            tracing::warn!(collection = %shown, "component asked for an ungranted collection");
             Err(WitError::Forbidden(format!(
-                "collection `{}` is not granted",
-                coll.chars().take(64).collect::<String>()
+                "collection `{shown}` is not granted"
             )))
         }
     }

@@ -13,8 +13,7 @@ use mongodb::event::EventHandler;
 use mongodb::event::cmap::CmapEvent;
 use mongodb::event::command::CommandEvent;
 use mongodb::options::{
-    Acknowledgment, ClientOptions, IndexOptions, ReadPreference, ReturnDocument, SelectionCriteria,
-    WriteConcern,
+    Acknowledgment, ClientOptions, ReadPreference, ReturnDocument, SelectionCriteria, WriteConcern,
 };
 use mongodb::{Client, Collection, Database, IndexModel};
 use std::sync::Mutex;
@@ -127,12 +126,7 @@ impl MongoStore {
         for coll in collections {
             let models: Vec<IndexModel> = indexes_for(coll)
                 .into_iter()
-                .map(|keys| {
-                    IndexModel::builder()
-                        .keys(keys)
-                        .options(IndexOptions::builder().build())
-                        .build()
-                })
+                .map(|keys| IndexModel::builder().keys(keys).build())
                 .collect();
             if models.is_empty() {
                 continue;

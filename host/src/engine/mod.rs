@@ -208,11 +208,11 @@ impl Runtime {
             Host::new(self.data.context(), self.limits.memory_bytes),
         );
         store.limiter(|h| &mut h.limiter);
-        let deadline = Instant::now() + self.limits.deadline;
+        let wall_deadline = Instant::now() + self.limits.deadline;
         // Yield to other requests on every epoch tick (so a runaway guest cannot hold
         // a worker thread) and trap once the wall-clock deadline has passed.
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if Instant::now() >= wall_deadline {
                 Err(DeadlineExceeded.into())
             } else {
                 Ok(UpdateDeadline::Yield(1))

@@ -239,6 +239,13 @@ impl Drop for Server {
     }
 }
 
+/// GET an API path that must answer 200, as JSON.
+pub async fn get_json(c: &reqwest::Client, s: &Server, path: &str) -> serde_json::Value {
+    let r = c.get(s.url(path)).send().await.expect("send");
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.expect("json")
+}
+
 /// The admin port's Prometheus text.
 pub async fn metrics_text(c: &reqwest::Client, s: &Server) -> String {
     c.get(s.admin_url("/metrics"))
