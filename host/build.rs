@@ -1,6 +1,10 @@
 //! Builds the guest components with a nested cargo so `cargo run -p host` needs
 //! nothing else. The nested build uses its own target dir (sharing the outer one
 //! would deadlock on cargo's lock) and a clean RUSTFLAGS (host flags are not wasm's).
+//!
+//! It also makes the Spin build of the tasks API: the handler with its `documents`
+//! import satisfied by `adapters/documents-kv`, composed the way `wac plug` does it
+//! (wac-graph, the library behind wac-cli), so tests can run what `spin up` runs.
 
 // A build script reports failure by panicking, so `expect` is the right tool here.
 #![allow(clippy::expect_used)]
@@ -22,6 +26,9 @@ fn main() {
         "app-wasm/openapi.json",
         "crates/fault-wasm/src",
         "crates/fault-wasm/Cargo.toml",
+        "adapters/documents-kv/src",
+        "adapters/documents-kv/Cargo.toml",
+        "crates/doc-query/src",
         "wit",
         "Cargo.lock",
     ] {
@@ -42,6 +49,8 @@ fn main() {
             "app-wasm",
             "-p",
             "fault-wasm",
+            "-p",
+            "documents-kv",
             "--target-dir",
         ])
         .arg(&target_dir)
@@ -59,6 +68,26 @@ fn main() {
     let built = target_dir.join("wasm32-wasip2").join("wasm");
     copy(&built.join("app_wasm.wasm"), &out.join("app.wasm"));
     copy(&built.join("fault_wasm.wasm"), &out.join("fault.wasm"));
+    copy(
+        &built.join("documents_kv.wasm"),
+        &out.join("documents-kv.wasm"),
+    );
+    println!(
+        "cargo:rustc-env=DOCUMENTS_KV_COMPONENT={}",
+        out.join("documents-kv.wasm").display()
+    );
+    let composed = compose(
+        &built.join("app_wasm.wasm"),
+        &built.join("documents_kv.wasm"),
+    );
+    std::fs::write(out.join("spin-app.wasm"), &composed).expect("writing the composed component");
+    // Also beside the inputs, where `.ci/run` checks that `wac plug` makes the same bytes.
+    std::fs::write(target_dir.join("spin-app.wasm"), &composed)
+        .expect("writing the composed component");
+    println!(
+        "cargo:rustc-env=SPIN_APP_COMPONENT={}",
+        out.join("spin-app.wasm").display()
+    );
     // Tests find the fault component here.
     println!(
         "cargo:rustc-env=FAULT_COMPONENT={}",
@@ -77,6 +106,33 @@ fn main() {
         .map(|s| s.split_whitespace().nth(1).unwrap_or("unknown").to_owned())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=HOST_RUSTC_VERSION={version}");
+}
+
+/// `wac plug <socket> --plug <plug>`: the plug's exports satisfy the socket's imports
+/// of the same name. Package names are the ones wac-cli gives, so the output is
+/// byte-for-byte what the CLI writes.
+fn compose(socket: &Path, plug: &Path) -> Vec<u8> {
+    use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
+    let mut graph = CompositionGraph::new();
+    let bytes = std::fs::read(socket).expect("reading the handler component");
+    let socket = Package::from_bytes("socket", None, bytes, graph.types_mut())
+        .expect("parsing the handler component");
+    let socket = graph
+        .register_package(socket)
+        .expect("registering the handler");
+    let name = plug
+        .file_stem()
+        .expect("the adapter path has a file name")
+        .to_string_lossy();
+    let plug = Package::from_file(&format!("plug:{name}"), None, plug, graph.types_mut())
+        .expect("parsing the adapter component");
+    let plug = graph
+        .register_package(plug)
+        .expect("registering the adapter");
+    wac_graph::plug(&mut graph, vec![plug], socket).expect("plugging the adapter into the handler");
+    graph
+        .encode(EncodeOptions::default())
+        .expect("encoding the composed component")
 }
 
 fn copy(from: &Path, to: &Path) {

@@ -65,6 +65,17 @@ pub struct ServeArgs {
     )]
     pub grants: Vec<String>,
 
+    /// Key-value stores (`fermyon:spin/key-value@2.0.0`) the component may open, as
+    /// `key_value_stores` in spin.toml. Empty (the default): the interface is not
+    /// provided at all. Set it to run the Spin build of the tasks API (the handler
+    /// composed with `adapters/documents-kv`); stored in `kv.redb` in the data dir.
+    #[arg(
+        long = "key-value-store",
+        env = "KEY_VALUE_STORES",
+        value_delimiter = ','
+    )]
+    pub key_value_stores: Vec<String>,
+
     /// Directory of the embedded store (used when no MongoDB URI is configured).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -168,6 +179,13 @@ impl ServeArgs {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.grants.iter().any(|g| !valid_collection_name(g)) {
             bail!("--grant: collection names must be 1-64 characters of [A-Za-z0-9_-]");
+        }
+        if self
+            .key_value_stores
+            .iter()
+            .any(|l| !valid_collection_name(l))
+        {
+            bail!("--key-value-store: labels must be 1-64 characters of [A-Za-z0-9_-]");
         }
         if self.max_body_bytes == 0 || self.max_body_bytes > 64 * 1024 * 1024 {
             bail!("--max-body-bytes must be between 1 byte and 64 MiB");

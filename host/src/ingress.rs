@@ -480,7 +480,7 @@ mod tests {
                 limits: doc_query::Limits::default(),
                 metrics: metrics.clone(),
             };
-            let rt = Runtime::new(e, &c, limits, data, metrics.clone()).expect("runtime");
+            let rt = Runtime::new(e, &c, limits, data, None, metrics.clone()).expect("runtime");
             (rt, metrics, dir)
         });
         (rt.clone(), m.clone())

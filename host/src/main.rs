@@ -6,7 +6,10 @@ mod config;
 mod data;
 mod engine;
 mod ingress;
+mod keyvalue;
 mod server;
+#[cfg(test)]
+mod spin_manifest;
 mod telemetry;
 
 use anyhow::Context;
@@ -128,7 +131,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         metrics: metrics.clone(),
     };
-    let runtime = engine::Runtime::new(engine, &component, limits, data, metrics.clone())?;
+    let key_value = if args.key_value_stores.is_empty() {
+        None
+    } else {
+        tracing::info!(labels = ?args.key_value_stores, data_dir = %args.data_dir.display(), "providing fermyon:spin/key-value@2.0.0");
+        Some(keyvalue::KeyValueConfig::open(
+            &args.data_dir,
+            &args.key_value_stores,
+            metrics.clone(),
+        )?)
+    };
+    let runtime =
+        engine::Runtime::new(engine, &component, limits, data, key_value, metrics.clone())?;
     component_ready.store(true, Ordering::Relaxed);
     tracing::info!(ms = start.elapsed().as_millis() as u64, grants = ?args.grants, "component ready");
 

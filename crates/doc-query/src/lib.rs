@@ -13,10 +13,12 @@
 
 mod eval;
 mod filter;
+mod select;
 mod update;
 
 pub use eval::{compare_total, values_equal};
 pub use filter::{Filter, id_equality};
+pub use select::{id_key, select, version_matches};
 pub use update::Update;
 
 use bson::{Bson, Document};
@@ -61,6 +63,17 @@ pub enum QueryError {
 
 pub(crate) fn invalid(msg: impl Into<String>) -> QueryError {
     QueryError::Invalid(msg.into())
+}
+
+/// `doc` with an `_id`: as given, or a fresh ObjectId put first, where MongoDB puts it.
+pub fn with_id(doc: Document) -> Document {
+    if doc.contains_key("_id") {
+        return doc;
+    }
+    let mut out = Document::new();
+    out.insert("_id", Bson::ObjectId(bson::oid::ObjectId::new()));
+    out.extend(doc);
+    out
 }
 
 /// Check a document that is about to be stored: size, depth, and no `$`-prefixed or
@@ -313,6 +326,17 @@ impl Projection {
 mod tests {
     use super::*;
     use bson::doc;
+
+    #[test]
+    fn with_id_keeps_a_given_id_and_puts_a_new_one_first() {
+        assert_eq!(
+            with_id(doc! {"a": 1, "_id": "x"}),
+            doc! {"a": 1, "_id": "x"}
+        );
+        let d = with_id(doc! {"a": 1});
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["_id", "a"]);
+        assert!(matches!(d.get("_id"), Some(Bson::ObjectId(_))));
+    }
 
     #[test]
     fn stored_documents_reject_operator_keys_anywhere() {

@@ -9,8 +9,8 @@
 //! writes are serialized (redb has a single writer).
 
 use super::{Change, FindSpec, Query, Store, StoreError};
-use bson::{Bson, Document, RawDocumentBuf};
-use doc_query::{id_equality, values_equal};
+use bson::{Document, RawDocumentBuf};
+use doc_query::{id_equality, id_key};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -27,20 +27,6 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 
 fn table(coll: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(coll)
-}
-
-/// The key of a document: its `_id` with a type tag, so ids of different types never
-/// collide and ObjectIds/strings sort in their natural order.
-pub fn id_key(id: &Bson) -> Vec<u8> {
-    match id {
-        Bson::ObjectId(o) => [&[0x07u8][..], &o.bytes()].concat(),
-        Bson::String(s) => [&[0x02u8][..], s.as_bytes()].concat(),
-        other => {
-            let mut out = vec![0xff];
-            out.extend(bson::doc! {"": other.clone()}.to_vec().unwrap_or_default());
-            out
-        }
-    }
 }
 
 fn decode(bytes: &[u8]) -> Result<Document, StoreError> {
@@ -196,18 +182,18 @@ impl Store for EmbeddedStore {
         q: &Query,
         spec: &FindSpec,
     ) -> Result<Vec<RawDocumentBuf>, StoreError> {
-        let mut docs = self.read(coll, Vec::new(), |t| all_matches(t, q))?;
-        if let Some((_, sort)) = &spec.sort {
-            docs.sort_by(|a, b| sort.compare(&a.0, &b.0));
-        }
-        docs.into_iter()
-            .skip(spec.skip as usize)
-            .take(spec.limit as usize)
-            .map(|(doc, bytes)| match &spec.projection {
-                Some((_, p)) => RawDocumentBuf::try_from(&p.apply(doc)).map_err(internal),
-                None => raw(bytes),
-            })
-            .collect()
+        let docs = self.read(coll, Vec::new(), |t| all_matches(t, q))?;
+        doc_query::select(
+            docs,
+            spec.sort.as_ref().map(|(_, s)| s),
+            spec.skip,
+            spec.limit,
+            spec.projection.as_ref().map(|(_, p)| p),
+        )
+        .map_err(internal)?
+        .into_iter()
+        .map(raw)
+        .collect()
     }
 
     async fn count(&self, coll: &str, q: &Query) -> Result<u64, StoreError> {
@@ -233,11 +219,10 @@ impl Store for EmbeddedStore {
                     return Err(StoreError::NotFound);
                 };
                 let mut doc = decode(&bytes)?;
-                if let Some(v) = expected_version {
-                    let current = doc.get("version").unwrap_or(&Bson::Null);
-                    if !values_equal(current, &Bson::Int64(v)) {
-                        return Err(StoreError::Conflict("version mismatch".into()));
-                    }
+                if let Some(v) = expected_version
+                    && !doc_query::version_matches(&doc, v)
+                {
+                    return Err(StoreError::Conflict("version mismatch".into()));
                 }
                 change.update.apply(&mut doc)?;
                 let next = doc.to_vec().map_err(internal)?;

@@ -13,7 +13,7 @@ pub mod mongo;
 mod conformance;
 
 use crate::telemetry::Metrics;
-use bson::{Bson, Document, RawDocumentBuf, oid::ObjectId};
+use bson::{Document, RawDocumentBuf};
 use doc_query::{Filter, Limits, Projection, QueryError, Sort, Update};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -252,15 +252,7 @@ impl DocumentsHost for DocumentsCtx {
         self.grant(&collection)?;
         let doc = self.decode(&doc)?;
         doc_query::validate_document(&doc, &self.config.limits).map_err(|e| self.denied(e))?;
-        // `_id` first, as MongoDB stores it.
-        let doc = if doc.contains_key("_id") {
-            doc
-        } else {
-            let mut with_id = Document::new();
-            with_id.insert("_id", Bson::ObjectId(ObjectId::new()));
-            with_id.extend(doc);
-            with_id
-        };
+        let doc = doc_query::with_id(doc);
         let store = self.config.store.clone();
         let stored = self
             .timed(

@@ -1,8 +1,9 @@
 //! `Host`: the per-request store state, as in `wasmtime serve`. It holds the WASI
 //! and wasi:http contexts (granting nothing), the memory limiter, and the
-//! `documents` context.
+//! `documents` and (opt-in) key-value contexts.
 
 use crate::data::DocumentsCtx;
+use crate::keyvalue::{KeyValueCtx, KeyValueView};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,10 +16,15 @@ pub struct Host {
     hooks: DenyOutbound,
     pub(super) limiter: Limiter,
     pub(crate) documents: DocumentsCtx,
+    key_value: KeyValueCtx,
 }
 
 impl Host {
-    pub(super) fn new(documents: DocumentsCtx, memory_bytes: usize) -> Self {
+    pub(super) fn new(
+        documents: DocumentsCtx,
+        key_value: KeyValueCtx,
+        memory_bytes: usize,
+    ) -> Self {
         // Nothing is granted: no env, args, preopened dirs, sockets or DNS.
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
@@ -35,6 +41,14 @@ impl Host {
                 denied: false,
             },
             documents,
+            key_value,
+        }
+    }
+
+    pub(crate) fn key_value(&mut self) -> KeyValueView<'_> {
+        KeyValueView {
+            ctx: &mut self.key_value,
+            table: &mut self.table,
         }
     }
 }

@@ -7,6 +7,7 @@ mod host;
 pub use host::Host;
 
 use crate::data::DataConfig;
+use crate::keyvalue::KeyValueConfig;
 use crate::telemetry::Metrics;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -158,6 +159,7 @@ pub struct Runtime {
     pre: ProxyPre<Host>,
     limits: Limits,
     data: Arc<DataConfig>,
+    key_value: Option<KeyValueConfig>,
     metrics: Metrics,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -168,6 +170,7 @@ impl Runtime {
         component: &Component,
         limits: Limits,
         data: DataConfig,
+        key_value: Option<KeyValueConfig>,
         metrics: Metrics,
     ) -> wasmtime::Result<Arc<Self>> {
         let mut linker: Linker<Host> = Linker::new(&engine);
@@ -178,6 +181,12 @@ impl Runtime {
             .context("linking wasi:http")?;
         crate::data::add_to_linker(&mut linker, |h: &mut Host| &mut h.documents)
             .context("linking app:data/documents")?;
+        // Only for the Spin build (the handler composed with its key-value adapter):
+        // without it, a component that imports key-value fails to instantiate.
+        if key_value.is_some() {
+            crate::keyvalue::add_to_linker(&mut linker, Host::key_value)
+                .context("linking fermyon:spin/key-value")?;
+        }
         let pre = ProxyPre::new(
             linker
                 .instantiate_pre(component)
@@ -191,6 +200,7 @@ impl Runtime {
             pre,
             limits,
             data: Arc::new(data),
+            key_value,
             metrics,
             ticker_stop,
         }))
@@ -205,7 +215,14 @@ impl Runtime {
     ) -> Result<http::Response<Bytes>, GuestError> {
         let mut store = Store::new(
             &self.engine,
-            Host::new(self.data.context(), self.limits.memory_bytes),
+            Host::new(
+                self.data.context(),
+                self.key_value
+                    .as_ref()
+                    .map(KeyValueConfig::context)
+                    .unwrap_or_default(),
+                self.limits.memory_bytes,
+            ),
         );
         store.limiter(|h| &mut h.limiter);
         let wall_deadline = Instant::now() + self.limits.deadline;
@@ -354,21 +371,16 @@ pub(crate) mod tests {
     #[test]
     fn builtin_component_imports_only_wasi_and_documents() {
         let engine = test_engine();
-        let component = load_component(&engine, None).expect("component");
-        let ty = component.component_type();
-        let imports: Vec<String> = ty
-            .imports(&engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        assert!(
-            imports.iter().any(|i| i == "app:data/documents@0.1.0"),
-            "{imports:?}"
-        );
-        for i in &imports {
-            assert!(
-                i.starts_with("wasi:") || i == "app:data/documents@0.1.0",
-                "unexpected import {i}"
-            );
+        let (imports, exports) = interface(&engine, BUILTIN_COMPONENT);
+        assert_handler(&imports, &exports, "app:data/documents@0.1.0");
+    }
+
+    /// A request handler: it imports WASI and `data` (which must be there), nothing
+    /// else, no outbound HTTP, and exports the incoming handler.
+    fn assert_handler(imports: &[String], exports: &[String], data: &str) {
+        assert!(imports.iter().any(|i| i == data), "{imports:?}");
+        for i in imports {
+            assert!(i.starts_with("wasi:") || i == data, "unexpected import {i}");
         }
         assert!(
             !imports
@@ -376,16 +388,78 @@ pub(crate) mod tests {
                 .any(|i| i.starts_with("wasi:http/outgoing-handler")),
             "the tasks API makes no outbound calls: {imports:?}"
         );
-        let exports: Vec<String> = ty
-            .exports(&engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
         assert!(
             exports
                 .iter()
                 .any(|e| e.starts_with("wasi:http/incoming-handler@0.2")),
             "{exports:?}"
         );
+    }
+
+    /// Import names of a component, and export names.
+    fn interface(engine: &Engine, wasm: &[u8]) -> (Vec<String>, Vec<String>) {
+        let component = Component::new(engine, wasm).expect("component");
+        let ty = component.component_type();
+        (
+            ty.imports(engine).map(|(n, _)| n.to_owned()).collect(),
+            ty.exports(engine).map(|(n, _)| n.to_owned()).collect(),
+        )
+    }
+
+    /// What `spin up` runs: the handler composed with the key-value adapter. Its
+    /// `documents` import is satisfied inside; what is left is WASI and Spin's
+    /// key-value store, both of which Spin provides.
+    #[test]
+    fn spin_build_imports_only_wasi_and_spin_key_value() {
+        let engine = test_engine();
+        let composed = std::fs::read(env!("SPIN_APP_COMPONENT")).expect("composed component");
+        let (imports, exports) = interface(&engine, &composed);
+        assert_handler(&imports, &exports, "fermyon:spin/key-value@2.0.0");
+        // The adapter alone: exports the data contract, imports only WASI and key-value.
+        let adapter = std::fs::read(env!("DOCUMENTS_KV_COMPONENT")).expect("adapter");
+        let (imports, exports) = interface(&engine, &adapter);
+        assert_eq!(exports, vec!["app:data/documents@0.1.0".to_owned()]);
+        for i in &imports {
+            assert!(
+                i.starts_with("wasi:") || i == "fermyon:spin/key-value@2.0.0",
+                "unexpected adapter import {i}"
+            );
+        }
+    }
+
+    /// Key-value is opt-in: without it the Spin build cannot start, and the error
+    /// names the missing import.
+    #[test]
+    fn spin_build_needs_the_key_value_capability() {
+        let limits = test_limits();
+        let engine = build_engine(&limits).expect("engine");
+        let component = load_component(&engine, Some(Path::new(env!("SPIN_APP_COMPONENT"))))
+            .expect("component");
+        let metrics = Metrics::new().expect("metrics");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = crate::data::DataConfig {
+            store: Arc::new(crate::data::embedded::EmbeddedStore::open(dir.path()).expect("store")),
+            grants: Arc::new(["tasks".to_owned()].into_iter().collect()),
+            limits: doc_query::Limits::default(),
+            metrics: metrics.clone(),
+        };
+        let Err(err) = Runtime::new(
+            engine.clone(),
+            &component,
+            limits,
+            data.clone(),
+            None,
+            metrics.clone(),
+        ) else {
+            panic!("the Spin build started without key-value");
+        };
+        assert!(
+            format!("{err:#}").contains("fermyon:spin/key-value@2.0.0"),
+            "{err:#}"
+        );
+        let kv =
+            KeyValueConfig::open(dir.path(), &["default".to_owned()], metrics.clone()).expect("kv");
+        Runtime::new(engine, &component, limits, data, Some(kv), metrics).expect("runtime");
     }
 
     #[test]

@@ -16,6 +16,26 @@ pub enum Guest {
     App,
     /// The test-only misbehaving component.
     Fault,
+    /// The Spin build: the tasks API composed with `adapters/documents-kv`, run with
+    /// the host's `fermyon:spin/key-value` (`--key-value-store default`).
+    SpinApp,
+}
+
+impl Guest {
+    /// `App` under `TEST_GUEST=spin` is the Spin build: `.ci/run` reruns the API
+    /// suites that way, so the composed component passes the same tests.
+    fn resolve(self) -> Self {
+        match (self, std::env::var("TEST_GUEST").as_deref()) {
+            (Guest::App, Ok("spin")) => Guest::SpinApp,
+            (g, Ok("spin" | "") | Err(_)) => g,
+            (_, Ok(other)) => panic!("TEST_GUEST={other}: only `spin` is known"),
+        }
+    }
+}
+
+/// Whether `Guest::App` runs as the Spin build in this test run.
+pub fn spin_mode() -> bool {
+    Guest::App.resolve() == Guest::SpinApp
 }
 
 /// A precompiled component, made once and shared by every test binary. The cache key
@@ -24,9 +44,11 @@ pub enum Guest {
 pub fn precompiled(guest: Guest) -> PathBuf {
     static APP: OnceLock<PathBuf> = OnceLock::new();
     static FAULT: OnceLock<PathBuf> = OnceLock::new();
+    static SPIN_APP: OnceLock<PathBuf> = OnceLock::new();
     let (cell, wasm) = match guest {
         Guest::App => (&APP, env!("APP_COMPONENT")),
         Guest::Fault => (&FAULT, env!("FAULT_COMPONENT")),
+        Guest::SpinApp => (&SPIN_APP, env!("SPIN_APP_COMPONENT")),
     };
     cell.get_or_init(|| {
         let stamp = |p: &str| {
@@ -105,6 +127,7 @@ impl Server {
                 (Some(t), p)
             }
         };
+        let guest = opts.guest.resolve();
         let mut cmd = Command::new(HOST);
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
@@ -113,7 +136,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--component")
-            .arg(precompiled(opts.guest))
+            .arg(precompiled(guest))
             .args(&opts.args)
             .env_remove("MONGODB_URI")
             .env_remove("MONGODB_URI_FILE")
@@ -133,6 +156,10 @@ impl Server {
             data_dir.hash(&mut h);
             cmd.env("MONGODB_URI", uri)
                 .env("MONGODB_DATABASE", format!("e2e_{:016x}", h.finish()));
+        }
+        let spin = guest == Guest::SpinApp;
+        if spin && !opts.args.iter().any(|a| a == "--key-value-store") {
+            cmd.args(["--key-value-store", "default"]);
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
@@ -177,6 +204,13 @@ impl Server {
             logs.lock().unwrap().iter().any(|l| l.contains(wanted)),
             "expected the host to log {wanted:?}"
         );
+        if spin {
+            let wanted = "providing fermyon:spin/key-value@2.0.0";
+            assert!(
+                logs.lock().unwrap().iter().any(|l| l.contains(wanted)),
+                "expected the host to log {wanted:?}"
+            );
+        }
         Self {
             child,
             api: format!("http://{api}"),
