@@ -254,6 +254,20 @@ mod tests {
     }
 
     #[test]
+    fn key_value_is_off_by_default_and_labels_are_checked() {
+        assert!(parse(&[]).serve.key_value_stores.is_empty());
+        let c = parse(&["--key-value-store", "default,cache"]).serve;
+        assert_eq!(c.key_value_stores, vec!["default", "cache"]);
+        c.validate().expect("valid labels");
+        assert!(
+            parse(&["--key-value-store", "../x"])
+                .serve
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
     fn uri_file_is_read_and_trimmed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("uri");
