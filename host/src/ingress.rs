@@ -460,7 +460,6 @@ fn guest_failure(s: &AppState, e: GuestError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{DataConfig, embedded::EmbeddedStore};
     use crate::engine;
     use std::sync::OnceLock;
     use tower::ServiceExt;
@@ -474,12 +473,7 @@ mod tests {
             let limits = engine::tests::test_limits();
             let e = engine::build_engine(&limits).expect("engine");
             let c = engine::load_component(&e, None).expect("component");
-            let data = DataConfig {
-                store: Arc::new(EmbeddedStore::open(dir.path()).expect("store")),
-                grants: Arc::new(["tasks".to_owned()].into_iter().collect()),
-                limits: doc_query::Limits::default(),
-                metrics: metrics.clone(),
-            };
+            let data = engine::tests::test_data(dir.path(), &metrics);
             let rt = Runtime::new(e, &c, limits, data, None, metrics.clone()).expect("runtime");
             (rt, metrics, dir)
         });

@@ -32,9 +32,6 @@ use spin_sdk::key_value::{self, Store};
 /// Collections served; any other name answers `forbidden`.
 pub const GRANTED: &[&str] = &["tasks"];
 
-/// The largest `limit` a `find` may ask for, as in the host.
-const MAX_FIND_LIMIT: u32 = 1000;
-
 /// Key of a document: `doc/<collection>/<hex of doc_query::id_key(_id)>`. Hex keeps
 /// the keys valid strings and makes their byte order the `_id` order.
 const PREFIX: &str = "doc/";
@@ -74,9 +71,7 @@ fn grant(collection: &str) -> Result<(), Error> {
 }
 
 fn decode(bytes: &[u8]) -> Result<Document, Error> {
-    // Same order as the host: bounded checks on raw bytes before any recursion.
-    doc_query::check_encoded(bytes, &Limits::default()).map_err(invalid)?;
-    Document::from_reader(bytes).map_err(|_| Error::Invalid("not a BSON document".into()))
+    doc_query::decode(bytes, &Limits::default()).map_err(invalid)
 }
 
 fn key_prefix(collection: &str) -> String {
@@ -197,11 +192,7 @@ impl Guest for Adapter {
             .transpose()?;
         let projection = options
             .projection
-            .map(|b| {
-                let raw = decode(&b)?;
-                doc_query::validate_document(&raw, &Limits::default()).map_err(invalid)?;
-                Projection::parse(&raw).map_err(invalid)
-            })
+            .map(|b| Projection::parse_checked(&decode(&b)?, &Limits::default()).map_err(invalid))
             .transpose()?;
         let matches = scan
             .matches(&q, false)?
@@ -212,7 +203,7 @@ impl Guest for Adapter {
             matches,
             sort.as_ref(),
             options.skip.unwrap_or(0),
-            options.limit.unwrap_or(MAX_FIND_LIMIT).min(MAX_FIND_LIMIT),
+            doc_query::find_limit(options.limit),
             projection.as_ref(),
         )
         .map_err(corrupt)

@@ -65,6 +65,22 @@ pub(crate) fn invalid(msg: impl Into<String>) -> QueryError {
     QueryError::Invalid(msg.into())
 }
 
+/// The largest `limit` a `find` may ask for; larger values (and none) are capped here.
+pub const MAX_FIND_LIMIT: u32 = 1000;
+
+/// The limit a `find` runs with: as asked, at most [`MAX_FIND_LIMIT`].
+pub fn find_limit(asked: Option<u32>) -> u32 {
+    asked.unwrap_or(MAX_FIND_LIMIT).min(MAX_FIND_LIMIT)
+}
+
+/// Decode a document that came from outside: size and depth are checked on the raw
+/// bytes, without recursion, before anything recursive touches them (host calls run
+/// on the guest's fiber stack).
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Document, QueryError> {
+    check_encoded(bytes, limits)?;
+    Document::from_reader(bytes).map_err(|_| invalid("not a BSON document"))
+}
+
 /// `doc` with an `_id`: as given, or a fresh ObjectId put first, where MongoDB puts it.
 pub fn with_id(doc: Document) -> Document {
     if doc.contains_key("_id") {
@@ -257,6 +273,13 @@ pub struct Projection {
 }
 
 impl Projection {
+    /// Parse a projection that came from outside: checked as a document first (size,
+    /// depth, keys), then as a projection.
+    pub fn parse_checked(spec: &Document, limits: &Limits) -> Result<Self, QueryError> {
+        validate_document(spec, limits)?;
+        Self::parse(spec)
+    }
+
     pub fn parse(spec: &Document) -> Result<Self, QueryError> {
         let mut include: Option<bool> = None;
         let mut fields = Vec::new();
@@ -326,6 +349,32 @@ impl Projection {
 mod tests {
     use super::*;
     use bson::doc;
+
+    #[test]
+    fn find_limit_caps_and_defaults_to_the_cap() {
+        assert_eq!(find_limit(None), MAX_FIND_LIMIT);
+        assert_eq!(find_limit(Some(5)), 5);
+        assert_eq!(find_limit(Some(u32::MAX)), MAX_FIND_LIMIT);
+    }
+
+    #[test]
+    fn decode_and_checked_projection_refuse_before_parsing() {
+        let limits = Limits::default();
+        assert_eq!(
+            decode(&doc! {"a": 1}.to_vec().unwrap(), &limits),
+            Ok(doc! {"a": 1})
+        );
+        assert!(decode(b"garbage", &limits).is_err());
+        let tiny = Limits {
+            max_document_bytes: 8,
+            ..limits
+        };
+        assert!(matches!(
+            Projection::parse_checked(&doc! {"title": 1}, &tiny),
+            Err(QueryError::TooLarge(8))
+        ));
+        assert!(Projection::parse_checked(&doc! {"title": 1}, &limits).is_ok());
+    }
 
     #[test]
     fn with_id_keeps_a_given_id_and_puts_a_new_one_first() {

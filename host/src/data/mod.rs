@@ -30,9 +30,6 @@ mod bindings {
 use bindings::app::data::documents::Host as DocumentsHost;
 pub use bindings::app::data::documents::{Error as WitError, FindOptions};
 
-/// The largest `limit` a `find` may ask for; larger values are capped.
-pub const MAX_FIND_LIMIT: u32 = 1000;
-
 /// A filter that passed the firewall: the document as sent (for stores that speak
 /// MongoDB's language) and its parsed form (for stores that evaluate it themselves).
 #[derive(Debug, Clone)]
@@ -207,11 +204,7 @@ impl DocumentsCtx {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Document, WitError> {
-        // Size and depth are checked on the raw bytes, without recursion, before
-        // decoding: host calls run on the guest's fiber stack.
-        doc_query::check_encoded(bytes, &self.config.limits).map_err(|e| self.denied(e))?;
-        Document::from_reader(bytes)
-            .map_err(|_| self.denied(QueryError::Invalid("not a BSON document".into())))
+        doc_query::decode(bytes, &self.config.limits).map_err(|e| self.denied(e))
     }
 
     fn query(&self, bytes: &[u8]) -> Result<Query, WitError> {
@@ -286,7 +279,6 @@ impl DocumentsHost for DocumentsCtx {
     ) -> Result<Vec<Vec<u8>>, WitError> {
         self.grant(&collection)?;
         let q = self.query(&filter)?;
-        let limits = self.config.limits;
         let sort = match &options.sort {
             None => None,
             Some(b) => {
@@ -299,15 +291,15 @@ impl DocumentsHost for DocumentsCtx {
             None => None,
             Some(b) => {
                 let raw = self.decode(b)?;
-                doc_query::validate_document(&raw, &limits).map_err(|e| self.denied(e))?;
-                let p = Projection::parse(&raw).map_err(|e| self.denied(e))?;
+                let p = Projection::parse_checked(&raw, &self.config.limits)
+                    .map_err(|e| self.denied(e))?;
                 Some((raw, p))
             }
         };
         let spec = FindSpec {
             sort,
             projection,
-            limit: options.limit.unwrap_or(MAX_FIND_LIMIT).min(MAX_FIND_LIMIT),
+            limit: doc_query::find_limit(options.limit),
             skip: options.skip.unwrap_or(0),
         };
         let store = self.config.store.clone();

@@ -361,6 +361,16 @@ pub(crate) mod tests {
         }
     }
 
+    /// The documents capability on a fresh embedded store in `dir`, granting `tasks`.
+    pub(crate) fn test_data(dir: &Path, metrics: &Metrics) -> DataConfig {
+        DataConfig {
+            store: Arc::new(crate::data::embedded::EmbeddedStore::open(dir).expect("store")),
+            grants: Arc::new(["tasks".to_owned()].into_iter().collect()),
+            limits: doc_query::Limits::default(),
+            metrics: metrics.clone(),
+        }
+    }
+
     fn test_engine() -> Engine {
         build_engine(&test_limits()).expect("engine")
     }
@@ -437,12 +447,7 @@ pub(crate) mod tests {
             .expect("component");
         let metrics = Metrics::new().expect("metrics");
         let dir = tempfile::tempdir().expect("tempdir");
-        let data = crate::data::DataConfig {
-            store: Arc::new(crate::data::embedded::EmbeddedStore::open(dir.path()).expect("store")),
-            grants: Arc::new(["tasks".to_owned()].into_iter().collect()),
-            limits: doc_query::Limits::default(),
-            metrics: metrics.clone(),
-        };
+        let data = test_data(dir.path(), &metrics);
         let Err(err) = Runtime::new(
             engine.clone(),
             &component,
