@@ -35,6 +35,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     let target_dir = root.join("target").join("guest");
+    ensure_wasm_target();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
@@ -63,7 +64,7 @@ fn main() {
         .expect("running the nested cargo build of the components");
     assert!(
         status.success(),
-        "building the wasm components failed (is the wasm32-wasip2 target installed? rust-toolchain.toml asks rustup for it)"
+        "building the wasm components failed (see the cargo output above)"
     );
     let built = target_dir.join("wasm32-wasip2").join("wasm");
     copy(&built.join("app_wasm.wasm"), &out.join("app.wasm"));
@@ -106,6 +107,75 @@ fn main() {
         .map(|s| s.split_whitespace().nth(1).unwrap_or("unknown").to_owned())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=HOST_RUSTC_VERSION={version}");
+}
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the active toolchain can build for `wasm32-wasip2` before the nested
+/// build needs it. rustup adds the `targets` of rust-toolchain.toml by itself only
+/// when auto-install is on; with `RUSTUP_AUTO_INSTALL=0` (locked-down CI images and
+/// laptops) it adds nothing, and the nested build would die on a missing `core`.
+/// So, like `cargo component`, install the target explicitly when rustup manages
+/// this toolchain. Nothing is downloaded when the target is already there.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    if wasm_target_installed(&rustc) {
+        return;
+    }
+    // rustup's proxies set RUSTUP_TOOLCHAIN for the processes they start, so a plain
+    // `rustup target add` below acts on the toolchain that is building us.
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let rustup = toolchain.as_ref().and_then(|_| {
+        Command::new("rustup")
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    });
+    let Some(_) = rustup else {
+        panic!(
+            "\n\nThe Rust standard library for {WASM_TARGET} is missing, and this Rust was not \
+             no rustup manages this toolchain, so the build cannot add it.\n\
+             The handlers are compiled to {WASM_TARGET}; install that target for `{rustc}` \
+             (for example, from your distribution's rust-std package for wasm32-wasip2), or \
+             install Rust with rustup (https://rustup.rs) and run:\n\n    \
+             rustup toolchain install   # in this repository: installs rust-toolchain.toml's \
+             toolchain with {WASM_TARGET}\n\n"
+        );
+    };
+    let toolchain = toolchain.unwrap_or_default();
+    println!(
+        "cargo:warning=the {WASM_TARGET} target is missing from toolchain {toolchain}: \
+         running `rustup target add {WASM_TARGET} --toolchain {toolchain}` (one download, once)"
+    );
+    eprintln!("build.rs: rustup target add {WASM_TARGET} --toolchain {toolchain}");
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET, "--toolchain", &toolchain])
+        .status()
+        .expect("running rustup");
+    assert!(
+        status.success() && wasm_target_installed(&rustc),
+        "\n\n`rustup target add {WASM_TARGET} --toolchain {toolchain}` failed (see above). \
+         Run it by hand once (it needs to reach the Rust distribution server), then build again.\n\n"
+    );
+}
+
+/// The target is usable when its `core` is in the sysroot rustc would search.
+fn wasm_target_installed(rustc: &str) -> bool {
+    let Some(libdir) = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+    else {
+        return false;
+    };
+    std::fs::read_dir(libdir.trim()).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+    })
 }
 
 /// `wac plug <socket> --plug <plug>`: the plug's exports satisfy the socket's imports

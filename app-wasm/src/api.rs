@@ -3,8 +3,8 @@
 use crate::app::data::documents::Error as DataError;
 use crate::cursor::{Cursor, SortField};
 use crate::data;
-use crate::problem::{FieldError, Kind, Problem};
-use crate::task::{Fields, Task, etag_matches};
+use crate::problem::{FieldError, FieldErrors, Kind, Problem, shorten};
+use crate::task::{Fields, IfMatch, Task, if_match, if_none_match};
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Method, Request, Response};
@@ -36,7 +36,10 @@ pub fn route(req: &Request) -> Response {
                 Method::Delete => delete(req, id),
                 _ => method_not_allowed("GET, HEAD, PATCH, DELETE"),
             },
-            _ => Err(Problem::new(Kind::NotFound, format!("no route for {p}"))),
+            _ => Err(Problem::new(
+                Kind::NotFound,
+                format!("no route for {}", shorten(p.to_owned(), 128)),
+            )),
         },
     };
     outcome.unwrap_or_else(|p| p.into_response(&path))
@@ -111,10 +114,19 @@ fn stored_task(d: &Document) -> Result<Task, Problem> {
     Task::from_stored(d).ok_or_else(|| Problem::new(Kind::Internal, "a stored task is malformed"))
 }
 
+/// A task id is 24 lowercase hex digits, as the API writes them. Uppercase is
+/// refused rather than accepted, so each task has exactly one URL (caches and
+/// access rules keyed by URL see one resource).
 fn parse_id(id: &str) -> Result<Bson, Problem> {
-    ObjectId::parse_str(id)
+    let canonical = id.len() == 24
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    canonical
+        .then(|| ObjectId::parse_str(id).ok())
+        .flatten()
         .map(Bson::ObjectId)
-        .map_err(|_| Problem::new(Kind::NotFound, "no such task"))
+        .ok_or_else(|| Problem::new(Kind::NotFound, "no such task"))
 }
 
 fn create(req: &Request) -> Outcome {
@@ -138,7 +150,7 @@ fn get_one(req: &Request, id: &str) -> Outcome {
         return Err(Problem::new(Kind::NotFound, "no such task"));
     };
     let task = stored_task(&d)?;
-    if header(req, "if-none-match").is_some_and(|h| etag_matches(h, task.version)) {
+    if header(req, "if-none-match").is_some_and(|h| if_none_match(h, task.version)) {
         return Ok(Response::builder()
             .status(304)
             .header("etag", task.etag())
@@ -156,8 +168,11 @@ struct ListQuery {
     cursor: Option<Cursor>,
 }
 
+/// Most query parameters a list request may carry; the API defines six.
+pub const MAX_QUERY_PARAMS: usize = 16;
+
 fn parse_list_query(query: &str) -> Result<ListQuery, Problem> {
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::default();
     let mut q = ListQuery {
         filter: Vec::new(),
         sort: SortField::Created,
@@ -165,14 +180,33 @@ fn parse_list_query(query: &str) -> Result<ListQuery, Problem> {
         limit: LIST_DEFAULT_LIMIT,
         cursor: None,
     };
-    let mut seen: Vec<String> = Vec::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if seen.contains(&k.to_string()) {
-            errors.push(FieldError::new(k.to_string(), "is given more than once"));
+    // Known names are checked for repeats in constant time; unknown ones are errors
+    // whatever they repeat. The parameter count is capped before any is looked at.
+    let mut seen: Vec<&'static str> = Vec::new();
+    let params = form_urlencoded::parse(query.as_bytes());
+    if params.clone().nth(MAX_QUERY_PARAMS).is_some() {
+        errors.push(FieldError::new(
+            "query",
+            format!("at most {MAX_QUERY_PARAMS} query parameters are allowed"),
+        ));
+        return Err(errors.into_problem(Kind::InvalidQuery));
+    }
+    for (k, v) in params {
+        let Some(name) = ["status", "tag", "q", "sort", "limit", "cursor"]
+            .into_iter()
+            .find(|n| *n == k)
+        else {
+            errors.push_with(|| {
+                FieldError::new(k.to_string(), "is not a query parameter of this API")
+            });
+            continue;
+        };
+        if seen.contains(&name) {
+            errors.push(FieldError::new(name, "is given more than once"));
             continue;
         }
-        seen.push(k.to_string());
-        match k.as_ref() {
+        seen.push(name);
+        match name {
             "status" if crate::task::STATUSES.contains(&v.as_ref()) => {
                 q.filter.push(doc! {"status": v.as_ref()});
             }
@@ -206,14 +240,10 @@ fn parse_list_query(query: &str) -> Result<ListQuery, Problem> {
                     format!("must be an integer from 1 to {LIST_MAX_LIMIT}"),
                 )),
             },
-            "cursor" => match Cursor::decode(&v) {
+            _ => match Cursor::decode(&v) {
                 Some(c) => q.cursor = Some(c),
                 None => errors.push(FieldError::new("cursor", "is not a cursor this API issued")),
             },
-            other => errors.push(FieldError::new(
-                other.to_owned(),
-                "is not a query parameter of this API",
-            )),
         }
     }
     if let Some(c) = &q.cursor
@@ -224,16 +254,7 @@ fn parse_list_query(query: &str) -> Result<ListQuery, Problem> {
     if errors.is_empty() {
         Ok(q)
     } else {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let list = errors
-            .iter()
-            .map(|e| json!({"field": e.field, "message": e.message}))
-            .collect();
-        Err(Problem::new(Kind::InvalidQuery, detail).with("errors", Value::Array(list)))
+        Err(errors.into_problem(Kind::InvalidQuery))
     }
 }
 
@@ -291,10 +312,8 @@ fn patch(req: &Request, id: &str) -> Outcome {
         return Err(Problem::new(Kind::NotFound, "no such task"));
     };
     let current = stored_task(&d)?;
-    let if_match = header(req, "if-match");
-    if let Some(h) = if_match
-        && !etag_matches(h, current.version)
-    {
+    let precondition = header(req, "if-match").map(|h| if_match(h, current.version));
+    if precondition == Some(IfMatch::Stale) {
         return Err(stale(current.version));
     }
     // Field rules are per field, so validating the patch merged onto the current
@@ -310,8 +329,9 @@ fn patch(req: &Request, id: &str) -> Outcome {
     }
     set.insert("updated", DateTime::now());
     let update = doc! {"$set": set, "$inc": {"version": 1_i64}};
-    // With If-Match the write must land on exactly the version the client saw.
-    let expected = if_match.map(|_| current.version);
+    // With If-Match the write must land on exactly the version the client saw;
+    // `If-Match: *` asks only that the task exists, which the write itself checks.
+    let expected = (precondition == Some(IfMatch::Current)).then_some(current.version);
     match data::update_one(&data::id_filter(&id), &update, expected) {
         Ok(d) => Ok(task_response(200, &stored_task(&d)?)),
         Err(DataError::Conflict(_)) => Err(stale(current.version + 1)),
@@ -335,15 +355,19 @@ fn delete(req: &Request, id: &str) -> Outcome {
             return Err(Problem::new(Kind::NotFound, "no such task"));
         };
         let current = stored_task(&d)?;
-        if !etag_matches(h, current.version) {
-            return Err(stale(current.version));
+        match if_match(h, current.version) {
+            IfMatch::Stale => return Err(stale(current.version)),
+            // `*`: it exists; the delete below needs no version.
+            IfMatch::Any => {}
+            IfMatch::Current => {
+                filter.insert("version", current.version);
+                return match data::delete_one(&filter) {
+                    Ok(()) => Ok(Response::builder().status(204).build()),
+                    Err(p) if p.kind == Kind::NotFound => Err(stale(current.version + 1)),
+                    Err(p) => Err(p),
+                };
+            }
         }
-        filter.insert("version", current.version);
-        return match data::delete_one(&filter) {
-            Ok(()) => Ok(Response::builder().status(204).build()),
-            Err(p) if p.kind == Kind::NotFound => Err(stale(current.version + 1)),
-            Err(p) => Err(p),
-        };
     }
     data::delete_one(&filter)?;
     Ok(Response::builder().status(204).build())

@@ -66,6 +66,9 @@ impl Kind {
     }
 }
 
+/// Longest request path echoed as a problem's `instance`.
+pub const INSTANCE_SHOWN: usize = 256;
+
 /// A problem response under construction.
 #[derive(Debug)]
 pub struct Problem {
@@ -85,10 +88,86 @@ pub struct FieldError {
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            field: field.into(),
+            field: shorten(field.into(), FIELD_NAME_SHOWN),
             message: message.into(),
         }
     }
+}
+
+/// Errors reported in one response. Input decides how many rules it breaks (85,000
+/// unknown keys fit in a 1 MiB body), so the list is capped and the rest counted:
+/// an uncapped list ran the handler out of memory.
+pub const MAX_REPORTED_ERRORS: usize = 10;
+/// Longest field or parameter name echoed back (names come from the client).
+const FIELD_NAME_SHOWN: usize = 64;
+
+/// The errors of one request: the first [`MAX_REPORTED_ERRORS`], and a count of the rest.
+#[derive(Debug, Default)]
+pub struct FieldErrors {
+    list: Vec<FieldError>,
+    more: usize,
+}
+
+impl FieldErrors {
+    pub fn push(&mut self, e: FieldError) {
+        if self.list.len() < MAX_REPORTED_ERRORS {
+            self.list.push(e);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Record an error whose field name is built only if it will be shown.
+    pub fn push_with(&mut self, make: impl FnOnce() -> FieldError) {
+        if self.list.len() < MAX_REPORTED_ERRORS {
+            self.list.push(make());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    #[cfg(test)]
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|e| e.field.as_str())
+    }
+
+    /// The problem these errors make: `kind` with a detail line and an `errors` list.
+    pub fn into_problem(self, kind: Kind) -> Problem {
+        let list = self
+            .list
+            .iter()
+            .map(|e| json!({"field": e.field, "message": e.message}))
+            .collect();
+        let mut detail = self
+            .list
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if self.more > 0 {
+            detail.push_str(&format!("; and {} more", self.more));
+        }
+        Problem::new(kind, detail)
+            .with("errors", Value::Array(list))
+            .with("errors_not_shown", json!(self.more))
+    }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary, marked when cut.
+pub fn shorten(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
 }
 
 impl Problem {
@@ -101,17 +180,8 @@ impl Problem {
         }
     }
 
-    pub fn validation(errors: Vec<FieldError>) -> Self {
-        let list = errors
-            .iter()
-            .map(|e| json!({"field": e.field, "message": e.message}))
-            .collect();
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Self::new(Kind::Validation, detail).with("errors", Value::Array(list))
+    pub fn validation(errors: FieldErrors) -> Self {
+        errors.into_problem(Kind::Validation)
     }
 
     pub fn with(mut self, key: &'static str, value: Value) -> Self {
@@ -125,6 +195,8 @@ impl Problem {
     }
 
     pub fn into_response(self, instance: &str) -> Response {
+        // The path comes from the client (up to the host's URI limit): echo a prefix.
+        let instance = shorten(instance.to_owned(), INSTANCE_SHOWN);
         let mut body = json!({
             "type": format!("/problems/{}", self.kind.slug()),
             "title": self.kind.title(),

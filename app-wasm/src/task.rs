@@ -1,6 +1,6 @@
 //! The task resource: field rules, JSON <-> BSON, and merge-patch application.
 
-use crate::problem::FieldError;
+use crate::problem::{FieldError, FieldErrors};
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use serde_json::{Map, Value, json};
 
@@ -24,150 +24,131 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// The defaults of every optional field; `title` has none.
+    fn defaults() -> Self {
+        Self {
+            title: String::new(),
+            description: String::new(),
+            status: "todo".to_owned(),
+            priority: 3,
+            tags: Vec::new(),
+            due: None,
+        }
+    }
+
     /// Validate a JSON object of editable fields; missing optional fields get their
-    /// defaults. Every broken rule is reported, not just the first.
-    pub fn from_json(obj: &Map<String, Value>) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        for key in obj.keys() {
-            if READ_ONLY.contains(&key.as_str()) {
-                errors.push(FieldError::new(key.clone(), "is read-only"));
-            } else if !EDITABLE.contains(&key.as_str()) {
-                errors.push(FieldError::new(key.clone(), "is not a task field"));
+    /// defaults. Every broken rule is counted; the first few are reported.
+    pub fn from_json(obj: &Map<String, Value>) -> Result<Self, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        check_keys(obj, &mut errors);
+        let mut fields = Self::defaults();
+        if !matches!(obj.get("title"), Some(v) if !v.is_null()) {
+            errors.push(FieldError::new("title", "is required"));
+        }
+        for key in EDITABLE {
+            if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
+                fields.set(key, v, &mut errors);
             }
         }
-        let title = match obj.get("title") {
-            Some(Value::String(s)) => {
-                let n = s.chars().count();
-                if s.trim().is_empty() {
+        if errors.is_empty() {
+            Ok(fields)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Validate one field's new value and store it; a broken rule is recorded instead.
+    fn set(&mut self, key: &str, v: &Value, errors: &mut FieldErrors) {
+        match key {
+            "title" => match v {
+                Value::String(s) if s.trim().is_empty() => {
                     errors.push(FieldError::new("title", "must not be blank"));
-                } else if n > TITLE_MAX_CHARS {
+                }
+                Value::String(s) if s.chars().count() > TITLE_MAX_CHARS => {
                     errors.push(FieldError::new(
                         "title",
                         format!("must be at most {TITLE_MAX_CHARS} characters"),
-                    ));
+                    ))
                 }
-                s.clone()
-            }
-            None | Some(Value::Null) => {
-                errors.push(FieldError::new("title", "is required"));
-                String::new()
-            }
-            Some(_) => {
-                errors.push(FieldError::new("title", "must be a string"));
-                String::new()
-            }
-        };
-        let description = match obj.get("description") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) if s.len() <= DESCRIPTION_MAX_BYTES => s.clone(),
-            Some(Value::String(_)) => {
-                errors.push(FieldError::new(
+                Value::String(s) => self.title = s.clone(),
+                _ => errors.push(FieldError::new("title", "must be a string")),
+            },
+            "description" => match v {
+                Value::String(s) if s.len() <= DESCRIPTION_MAX_BYTES => {
+                    self.description = s.clone();
+                }
+                Value::String(_) => errors.push(FieldError::new(
                     "description",
                     format!("must be at most {DESCRIPTION_MAX_BYTES} bytes"),
-                ));
-                String::new()
-            }
-            Some(_) => {
-                errors.push(FieldError::new("description", "must be a string"));
-                String::new()
-            }
-        };
-        let status = match obj.get("status") {
-            None | Some(Value::Null) => "todo".to_owned(),
-            Some(Value::String(s)) if STATUSES.contains(&s.as_str()) => s.clone(),
-            Some(_) => {
-                errors.push(FieldError::new(
+                )),
+                _ => errors.push(FieldError::new("description", "must be a string")),
+            },
+            "status" => match v {
+                Value::String(s) if STATUSES.contains(&s.as_str()) => self.status = s.clone(),
+                _ => errors.push(FieldError::new(
                     "status",
                     "must be one of todo, doing, done",
-                ));
-                String::new()
-            }
-        };
-        let priority = match obj.get("priority") {
-            None | Some(Value::Null) => 3,
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(p @ 1..=5) => p as i32,
-                _ => {
-                    errors.push(FieldError::new(
-                        "priority",
-                        "must be an integer from 1 to 5",
-                    ));
-                    0
-                }
+                )),
             },
-            Some(_) => {
-                errors.push(FieldError::new(
+            "priority" => match v.as_i64() {
+                Some(p @ 1..=5) => self.priority = p as i32,
+                _ => errors.push(FieldError::new(
                     "priority",
                     "must be an integer from 1 to 5",
-                ));
-                0
-            }
-        };
-        let tags = match obj.get("tags") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => {
-                if items.len() > TAGS_MAX {
-                    errors.push(FieldError::new(
-                        "tags",
-                        format!("must have at most {TAGS_MAX} tags"),
-                    ));
-                }
-                let mut tags: Vec<String> = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    match item {
-                        Value::String(t) if valid_tag(t) => {
-                            if tags.contains(t) {
-                                errors
-                                    .push(FieldError::new(format!("tags[{i}]"), "is a duplicate"));
+                )),
+            },
+            "tags" => match v {
+                // Refused by count before anything else: the per-item checks are
+                // worth doing only on a list that can be valid.
+                Value::Array(items) if items.len() > TAGS_MAX => errors.push(FieldError::new(
+                    "tags",
+                    format!("must have at most {TAGS_MAX} tags"),
+                )),
+                Value::Array(items) => {
+                    let mut tags: Vec<String> = Vec::with_capacity(items.len());
+                    for (i, item) in items.iter().enumerate() {
+                        match item {
+                            Value::String(t) if valid_tag(t) => {
+                                if tags.contains(t) {
+                                    errors.push(FieldError::new(
+                                        format!("tags[{i}]"),
+                                        "is a duplicate",
+                                    ));
+                                }
+                                tags.push(t.clone());
                             }
-                            tags.push(t.clone());
+                            _ => errors.push(FieldError::new(
+                                format!("tags[{i}]"),
+                                format!(
+                                    "must be a non-blank string of at most {TAG_MAX_CHARS} characters"
+                                ),
+                            )),
                         }
-                        _ => errors.push(FieldError::new(
-                            format!("tags[{i}]"),
-                            format!(
-                                "must be a non-blank string of at most {TAG_MAX_CHARS} characters"
-                            ),
-                        )),
                     }
+                    self.tags = tags;
                 }
-                tags
-            }
-            Some(_) => {
-                errors.push(FieldError::new("tags", "must be an array of strings"));
-                Vec::new()
-            }
-        };
-        let due = match obj.get("due") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => match DateTime::parse_rfc3339_str(s) {
-                Ok(d) => Some(d),
-                Err(_) => {
-                    errors.push(FieldError::new(
+                _ => errors.push(FieldError::new("tags", "must be an array of strings")),
+            },
+            "due" => match v {
+                Value::String(s) => match DateTime::parse_rfc3339_str(s) {
+                    Ok(d) if (DUE_MIN_MILLIS..=DUE_MAX_MILLIS).contains(&d.timestamp_millis()) => {
+                        self.due = Some(d);
+                    }
+                    Ok(_) => errors.push(FieldError::new(
+                        "due",
+                        "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in UTC",
+                    )),
+                    Err(_) => errors.push(FieldError::new(
                         "due",
                         "must be an RFC 3339 date-time, e.g. 2026-12-01T17:00:00Z",
-                    ));
-                    None
-                }
-            },
-            Some(_) => {
-                errors.push(FieldError::new(
+                    )),
+                },
+                _ => errors.push(FieldError::new(
                     "due",
                     "must be an RFC 3339 date-time string",
-                ));
-                None
-            }
-        };
-        if errors.is_empty() {
-            Ok(Self {
-                title,
-                description,
-                status,
-                priority,
-                tags,
-                due,
-            })
-        } else {
-            Err(errors)
+                )),
+            },
+            _ => {}
         }
     }
 
@@ -220,6 +201,36 @@ impl Fields {
         m
     }
 }
+
+impl Fields {
+    fn reset(&mut self, key: &str, defaults: &Fields) {
+        match key {
+            "description" => self.description.clone_from(&defaults.description),
+            "status" => self.status.clone_from(&defaults.status),
+            "priority" => self.priority = defaults.priority,
+            "tags" => self.tags.clone_from(&defaults.tags),
+            "due" => self.due = defaults.due,
+            _ => {}
+        }
+    }
+}
+
+/// Keys that are not editable fields. Counted before any value is looked at, so an
+/// object of 85,000 unknown keys costs one pass and a short error list.
+fn check_keys(obj: &Map<String, Value>, errors: &mut FieldErrors) {
+    for key in obj.keys() {
+        if READ_ONLY.contains(&key.as_str()) {
+            errors.push_with(|| FieldError::new(key.clone(), "is read-only"));
+        } else if !EDITABLE.contains(&key.as_str()) {
+            errors.push_with(|| FieldError::new(key.clone(), "is not a task field"));
+        }
+    }
+}
+
+/// `due` must be a date-time of years 0001-9999 in UTC: what RFC 3339 (and BSON's
+/// formatter) can write back. Outside it a stored value could not be displayed.
+const DUE_MIN_MILLIS: i64 = -62_135_596_800_000;
+const DUE_MAX_MILLIS: i64 = 253_402_300_799_999;
 
 fn valid_tag(t: &str) -> bool {
     !t.trim().is_empty() && t.chars().count() <= TAG_MAX_CHARS
@@ -275,26 +286,30 @@ impl Task {
         Value::Object(m)
     }
 
-    /// Apply an RFC 7396 JSON merge patch to the editable fields and validate the
-    /// result. `null` resets a field to its default (and so fails for `title`).
-    pub fn merge_patch(&self, patch: &Map<String, Value>) -> Result<Fields, Vec<FieldError>> {
-        let mut merged = self.fields.to_json();
-        let mut errors = Vec::new();
-        for (k, v) in patch {
-            if READ_ONLY.contains(&k.as_str()) {
-                errors.push(FieldError::new(k.clone(), "is read-only"));
-            } else if !EDITABLE.contains(&k.as_str()) {
-                errors.push(FieldError::new(k.clone(), "is not a task field"));
-            } else if v.is_null() {
-                merged.remove(k);
-            } else {
-                merged.insert(k.clone(), v.clone());
+    /// Apply an RFC 7396 JSON merge patch to the editable fields. Only the fields the
+    /// patch names are validated: a stored value that today's rules would refuse
+    /// must not make every later patch of other fields fail. `null` resets a field
+    /// to its default (and so fails for `title`, which has none).
+    pub fn merge_patch(&self, patch: &Map<String, Value>) -> Result<Fields, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        check_keys(patch, &mut errors);
+        let mut fields = self.fields.clone();
+        let defaults = Fields::defaults();
+        for key in EDITABLE {
+            match patch.get(key) {
+                None => {}
+                Some(Value::Null) if key == "title" => {
+                    errors.push(FieldError::new("title", "is required"));
+                }
+                Some(Value::Null) => fields.reset(key, &defaults),
+                Some(v) => fields.set(key, v, &mut errors),
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        if errors.is_empty() {
+            Ok(fields)
+        } else {
+            Err(errors)
         }
-        Fields::from_json(&merged)
     }
 }
 
@@ -302,8 +317,32 @@ pub fn etag(version: i64) -> String {
     format!("\"v{version}\"")
 }
 
-/// Does an `If-Match` / `If-None-Match` header value name this version (or `*`)?
-pub fn etag_matches(header: &str, version: i64) -> bool {
+/// What an `If-Match` header asks of an existing task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any current version will do.
+    Any,
+    /// The version listed (strong comparison) is the current one.
+    Current,
+    /// No listed tag is the current version: 412.
+    Stale,
+}
+
+/// `If-Match` uses the strong comparison (RFC 9110, 13.1.1): a weak tag never matches.
+pub fn if_match(header: &str, version: i64) -> IfMatch {
+    let want = etag(version);
+    let tags = || header.split(',').map(str::trim);
+    if tags().any(|t| t == "*") {
+        IfMatch::Any
+    } else if tags().any(|t| t == want) {
+        IfMatch::Current
+    } else {
+        IfMatch::Stale
+    }
+}
+
+/// `If-None-Match` uses the weak comparison (RFC 9110, 13.1.2): `W/"v3"` names v3 too.
+pub fn if_none_match(header: &str, version: i64) -> bool {
     let want = etag(version);
     header
         .split(',')
@@ -334,7 +373,7 @@ mod tests {
             "due": "tomorrow", "version": 3, "extra": 1
         })))
         .unwrap_err();
-        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        let fields: Vec<_> = errs.fields().collect();
         for f in [
             "title", "priority", "status", "tags[1]", "due", "version", "extra",
         ] {
@@ -344,9 +383,61 @@ mod tests {
 
     #[test]
     fn etags() {
-        assert!(etag_matches("\"v3\"", 3));
-        assert!(etag_matches("\"v1\", W/\"v3\"", 3));
-        assert!(etag_matches("*", 3));
-        assert!(!etag_matches("\"v2\"", 3));
+        assert!(if_none_match("\"v3\"", 3));
+        assert!(if_none_match("\"v1\", W/\"v3\"", 3));
+        assert!(if_none_match("*", 3));
+        assert!(!if_none_match("\"v2\"", 3));
+        assert_eq!(if_match("\"v3\"", 3), IfMatch::Current);
+        assert_eq!(if_match("W/\"v3\"", 3), IfMatch::Stale, "strong comparison");
+        assert_eq!(if_match("\"v1\", *", 3), IfMatch::Any);
+        assert_eq!(if_match("\"v2\"", 3), IfMatch::Stale);
+    }
+
+    #[test]
+    fn error_lists_are_capped_and_counted() {
+        let mut m = Map::new();
+        for i in 0..85_000 {
+            m.insert(format!("k{i}"), json!(1));
+        }
+        m.insert("title".into(), json!("x"));
+        let errs = Fields::from_json(&m).unwrap_err();
+        assert_eq!(errs.fields().count(), crate::problem::MAX_REPORTED_ERRORS);
+        let tags: Vec<Value> = (0..300_000).map(|_| json!(1)).collect();
+        let errs = Fields::from_json(&obj(json!({"title": "x", "tags": tags}))).unwrap_err();
+        assert_eq!(errs.fields().collect::<Vec<_>>(), ["tags"]);
+    }
+
+    #[test]
+    fn due_is_held_to_years_1_to_9999_in_utc() {
+        for bad in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59"] {
+            let errs = Fields::from_json(&obj(json!({"title": "x", "due": bad}))).unwrap_err();
+            assert_eq!(errs.fields().collect::<Vec<_>>(), ["due"], "{bad}");
+        }
+        for good in ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            assert!(
+                Fields::from_json(&obj(json!({"title": "x", "due": good}))).is_ok(),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_patch_validates_only_what_it_touches() {
+        let mut t = Task {
+            id: ObjectId::new(),
+            fields: Fields::from_json(&obj(json!({"title": "x"}))).unwrap(),
+            created: DateTime::now(),
+            updated: DateTime::now(),
+            version: 1,
+        };
+        // A stored value today's rules refuse (written before they existed).
+        t.fields.due = Some(DateTime::from_millis(DUE_MIN_MILLIS - 1));
+        let f = t.merge_patch(&obj(json!({"status": "done"}))).unwrap();
+        assert_eq!(f.status, "done");
+        let errs = t
+            .merge_patch(&obj(json!({"title": null, "priority": 9})))
+            .unwrap_err();
+        assert_eq!(errs.fields().collect::<Vec<_>>(), ["title", "priority"]);
+        assert_eq!(t.merge_patch(&obj(json!({"due": null}))).unwrap().due, None);
     }
 }

@@ -147,9 +147,39 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Largest total size of request headers, in bytes (larger: 431).
-    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
-    pub max_header_bytes: usize,
+    /// Largest request head: the request target plus every header, in bytes
+    /// (larger: 431).
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    pub max_header_bytes: u32,
+
+    /// Longest request target (path and query), in bytes (longer: 414).
+    #[arg(long, env = "MAX_URI_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u32).range(256..=64 * 1024))]
+    pub max_uri_bytes: u32,
+
+    /// Time a client has to send a complete request head, from connect or from the
+    /// end of its previous response; so also the keep-alive idle timeout. Put it
+    /// above the upstream keep-alive timeout of any proxy in front.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_read_timeout_ms: u64,
+
+    /// Time a client has to send the whole request body once its head has arrived
+    /// (slower: 408 and the connection is closed).
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub body_read_timeout_ms: u64,
+
+    /// Longest a response write may wait on a client that does not read (then the
+    /// connection is closed).
+    #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub write_timeout_ms: u64,
+
+    /// Open connections on the API port, across all workers; more are closed at
+    /// accept. Lowered at start to fit the open-file limit, with a warning.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Page cache of the embedded store, in MiB (redb's own default is 1 GiB).
+    #[arg(long, env = "EMBEDDED_CACHE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub embedded_cache_mib: u64,
 
     /// Requests handled at once across all workers; more get 503 + Retry-After.
     #[arg(long, env = "MAX_CONCURRENCY", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -29,7 +29,11 @@ pub const ROUTES: [&str; 3] = ["/api/tasks", "/api/tasks/{id}", "/api/openapi.js
 #[derive(Debug, Clone, Copy)]
 pub struct IngressLimits {
     pub max_body_bytes: usize,
+    /// Request target plus headers.
     pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    /// The whole body must arrive within this, once the head has.
+    pub body_read_timeout: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -63,16 +67,55 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                // A client's x-request-id is kept only if it is a short token: it is
+                // echoed in the response and written on every log line.
+                .map_request(drop_unusable_request_id)
                 // Honour an incoming x-request-id, else mint one; echo it back.
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %bounded(req.uri().path(), LOGGED_PATH_MAX))
                 })
                 // One access-log line per request, carrying the span's request id.
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros))
+                // 5xx answers are logged at WARN, not tower-http's default ERROR:
+                // clients can cause 503 (overload) and 504 (a slow handler) at will,
+                // and ERROR is what pages someone. Store failures log ERROR where
+                // they happen.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN).latency_unit(LatencyUnit::Micros)))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
+}
+
+/// Longest client-supplied request id kept; longer ones are replaced.
+pub const REQUEST_ID_MAX: usize = 128;
+/// Longest path written to a log line.
+const LOGGED_PATH_MAX: usize = 256;
+
+fn drop_unusable_request_id(mut req: Request) -> Request {
+    let usable = req.headers().get(REQUEST_ID).is_none_or(|v| {
+        !v.is_empty()
+            && v.len() <= REQUEST_ID_MAX
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if !usable {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary, with a marker when cut.
+fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...({} bytes)", &s[..end], s.len()).into()
 }
 
 /// An RFC 9457 problem produced by the host (not the component).
@@ -119,7 +162,7 @@ fn native_task_json(doc: &bson::Document) -> serde_json::Value {
 
 fn bench_query(raw: bson::Document) -> Option<crate::data::Query> {
     let filter = doc_query::Filter::parse(&raw, &doc_query::Limits::default()).ok()?;
-    Some(crate::data::Query { raw, filter })
+    Some(crate::data::Query { filter })
 }
 
 fn record_native(s: &AppState, route: &str, start: Instant, resp: Response) -> Response {
@@ -178,7 +221,7 @@ async fn native_list_tasks(State(s): State<AppState>) -> Response {
         let store = s.bench_store.as_ref()?;
         let sort = bson::doc! {"created": 1, "_id": 1};
         let spec = FindSpec {
-            sort: Some((sort.clone(), doc_query::Sort::parse(&sort).ok()?)),
+            sort: Some(doc_query::Sort::parse(&sort).ok()?),
             limit: 21,
             ..FindSpec::default()
         };
@@ -262,28 +305,18 @@ async fn forward(
 }
 
 async fn handle(s: &AppState, req: Request) -> Response {
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > s.limits.max_header_bytes {
-        s.metrics
-            .rejected
-            .with_label_values(&["headers_too_large"])
-            .inc();
-        return problem(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers-too-large",
-            "Request headers too large",
-            &format!(
-                "request headers must total at most {} bytes",
-                s.limits.max_header_bytes
-            ),
-        );
+    if let Some(refused) = check_head(s, &req) {
+        return refused;
     }
-    // Refuse rather than queue: a bounded number of instances exist at once, and a
-    // client told to retry is better than one waiting on an unbounded queue.
+    let (mut parts, body) = req.into_parts();
+    let body = match read_limited_body(s, &parts.headers, body).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    // The permit is taken only now: a client dribbling its body holds a connection
+    // (bounded by --max-connections and the body deadline), never an instance slot.
+    // Refuse rather than queue: a client told to retry is better than one waiting
+    // on an unbounded queue.
     let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
         s.metrics.rejected.with_label_values(&["overloaded"]).inc();
         let mut r = problem(
@@ -295,53 +328,6 @@ async fn handle(s: &AppState, req: Request) -> Response {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
-    };
-    let (mut parts, body) = req.into_parts();
-    let too_large = || {
-        problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            "Request body too large",
-            &format!(
-                "request bodies must be at most {} bytes",
-                s.limits.max_body_bytes
-            ),
-        )
-    };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // Far too large to be worth draining: refuse at once.
-    if declared.is_some_and(|n| n > (s.limits.max_body_bytes + DRAIN_MAX_BYTES) as u64) {
-        s.metrics
-            .rejected
-            .with_label_values(&["body_too_large"])
-            .inc();
-        return too_large();
-    }
-    let body = match read_body(body, s.limits.max_body_bytes).await {
-        BodyRead::Complete(b) => b,
-        BodyRead::TooLarge => {
-            s.metrics
-                .rejected
-                .with_label_values(&["body_too_large"])
-                .inc();
-            let mut r = too_large();
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return r;
-        }
-        BodyRead::Broken => {
-            s.metrics.rejected.with_label_values(&["body_read"]).inc();
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "body-read",
-                "Could not read the request body",
-                "the request body ended early or was malformed",
-            );
-        }
     };
     // wasi:http wants an authority; HTTP/1.0 clients may not send Host.
     if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
@@ -364,6 +350,123 @@ async fn handle(s: &AppState, req: Request) -> Response {
             Response::from_parts(parts, Body::from(body))
         }
         Err(e) => guest_failure(s, e),
+    }
+}
+
+/// The request head against the limits: the target alone (414), then target and
+/// headers together (431). hyper's own buffer cap sits a little above these, so
+/// what reaches here is already bounded.
+fn check_head(s: &AppState, req: &Request) -> Option<Response> {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    if target > s.limits.max_uri_bytes {
+        s.metrics
+            .rejected
+            .with_label_values(&["uri_too_long"])
+            .inc();
+        return Some(problem(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            "Request target too long",
+            &format!(
+                "the path and query must total at most {} bytes",
+                s.limits.max_uri_bytes
+            ),
+        ));
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if target + header_bytes > s.limits.max_header_bytes {
+        s.metrics
+            .rejected
+            .with_label_values(&["headers_too_large"])
+            .inc();
+        return Some(problem(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            "Request headers too large",
+            &format!(
+                "the request target and headers must total at most {} bytes",
+                s.limits.max_header_bytes
+            ),
+        ));
+    }
+    None
+}
+
+fn closing(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// The whole body, within the size limit and the body deadline; or the response
+/// that refuses it.
+async fn read_limited_body(
+    s: &AppState,
+    headers: &http::HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
+    let limit = s.limits.max_body_bytes;
+    let too_large = || {
+        s.metrics
+            .rejected
+            .with_label_values(&["body_too_large"])
+            .inc();
+        closing(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            &format!("request bodies must be at most {limit} bytes"),
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // A client that sent `Expect: 100-continue` waits for our go-ahead before
+    // uploading: answer 413 now, and hyper never sends `100 Continue` because the
+    // body is never polled.
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if declared.is_some_and(|n| n > limit as u64) && expects_continue {
+        return Err(too_large());
+    }
+    // Far too large to be worth draining: refuse at once.
+    if declared.is_some_and(|n| n > (limit + DRAIN_MAX_BYTES) as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(s.limits.body_read_timeout, read_body(body, limit)).await {
+        Ok(BodyRead::Complete(b)) => Ok(b),
+        Ok(BodyRead::TooLarge) => Err(too_large()),
+        Ok(BodyRead::Broken) => {
+            s.metrics.rejected.with_label_values(&["body_read"]).inc();
+            Err(problem(
+                StatusCode::BAD_REQUEST,
+                "body-read",
+                "Could not read the request body",
+                "the request body ended early or was malformed",
+            ))
+        }
+        Err(_) => {
+            s.metrics
+                .rejected
+                .with_label_values(&["body_timeout"])
+                .inc();
+            Err(closing(problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body too slow",
+                &format!(
+                    "the request body must arrive within {} ms",
+                    s.limits.body_read_timeout.as_millis()
+                ),
+            )))
+        }
     }
 }
 
@@ -488,6 +591,8 @@ mod tests {
             limits: IngressLimits {
                 max_body_bytes: 1024,
                 max_header_bytes: 2048,
+                max_uri_bytes: 512,
+                body_read_timeout: std::time::Duration::from_millis(300),
             },
             permits: Arc::new(Semaphore::new(permits)),
             bench_store: None,

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Connections the admin port accepts at once: probes and a scraper need few.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 fn engine_limits(args: &ServeArgs) -> engine::Limits {
     engine::Limits {
         memory_bytes: usize::try_from(args.memory_limit_mib << 20).unwrap_or(usize::MAX),
@@ -81,8 +84,14 @@ fn open_store(
         tracing::info!(database = %args.mongodb_database, "using the MongoDB store");
         return Ok(Arc::new(store));
     }
-    let store = data::embedded::EmbeddedStore::open(&args.data_dir)?;
-    tracing::info!(data_dir = %args.data_dir.display(), "using the embedded store");
+    let store = data::embedded::EmbeddedStore::open(
+        &args.data_dir,
+        data::embedded::EmbeddedOptions {
+            cache_bytes: usize::try_from(args.embedded_cache_mib << 20).unwrap_or(usize::MAX),
+            scan_threads: args.workers(),
+        },
+    )?;
+    tracing::info!(data_dir = %args.data_dir.display(), cache_mib = args.embedded_cache_mib, "using the embedded store");
     Ok(Arc::new(store))
 }
 
@@ -98,6 +107,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_listener = server::bind_one(args.admin_listen)?;
     let api_addr = api_listeners[0].local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let conn_limits = server::ConnLimits {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        write_timeout: Duration::from_millis(args.write_timeout_ms),
+        // A little room over our own 414/431 checks, so those answer (as problem
+        // documents) before hyper's bare 431 does.
+        max_head_bytes: args.max_header_bytes as usize + 4096,
+    };
+    // Descriptors kept out of the API's reach: the admin port's connections, the
+    // MongoDB pool, and the process's own files, sockets and runtimes.
+    let reserve = ADMIN_MAX_CONNECTIONS + args.mongodb_max_pool_size as usize + 64;
+    let max_connections = server::fit_connection_cap(args.max_connections as usize, reserve);
 
     let stop = CancellationToken::new();
     let shutting_down = Arc::new(AtomicBool::new(false));
@@ -114,6 +134,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "admin".into(),
         admin_listener,
         admin,
+        server::ConnPolicy {
+            listener: "admin",
+            limits: conn_limits,
+            slots: Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+            metrics: metrics.clone(),
+        },
         stop.clone(),
         done_tx.clone(),
     )?;
@@ -146,12 +172,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     component_ready.store(true, Ordering::Relaxed);
     tracing::info!(ms = start.elapsed().as_millis() as u64, grants = ?args.grants, "component ready");
 
+    let api_policy = server::ConnPolicy {
+        listener: "api",
+        limits: conn_limits,
+        slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+        metrics: metrics.clone(),
+    };
     let app = ingress::app(ingress::AppState {
         runtime,
         metrics,
         limits: ingress::IngressLimits {
             max_body_bytes: args.max_body_bytes,
-            max_header_bytes: args.max_header_bytes,
+            max_header_bytes: args.max_header_bytes as usize,
+            max_uri_bytes: args.max_uri_bytes as usize,
+            body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         },
         permits: Arc::new(tokio::sync::Semaphore::new(args.max_concurrency as usize)),
         bench_store: args.bench_native_route.then(|| store.clone()),
@@ -161,12 +195,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             format!("api-{i}"),
             listener,
             app.clone(),
+            api_policy.clone(),
             stop.clone(),
             done_tx.clone(),
         )?;
     }
     drop(done_tx);
-    tracing::info!(api = %api_addr, admin = %admin_addr, workers, "listening");
+    tracing::info!(api = %api_addr, admin = %admin_addr, workers, max_connections, "listening");
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,6 +5,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Install the global tracing subscriber. `RUST_LOG` overrides the default level.
@@ -17,13 +18,26 @@ pub fn init_tracing(format: LogFormat) {
     // `try_init` so tests that build several apps in one process don't panic.
     let _ = match format {
         LogFormat::Json => builder
+            .with_ansi(false)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .with_ansi(use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .try_init(),
     };
+}
+
+/// Colour only for a person at a terminal: escapes in a file or a pipe are noise to
+/// every tool that reads it. `NO_COLOR` (any non-empty value) turns it off, as
+/// <https://no-color.org> asks.
+fn use_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Every metric the host exports. Cloning is one `Arc` increment: the state that
@@ -51,6 +65,8 @@ pub struct MetricsInner {
     pub data_denied: IntCounterVec,
     pub mongo_pool: IntGaugeVec,
     pub mongo_commands: HistogramVec,
+    pub connections: IntGaugeVec,
+    pub connections_refused: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -137,6 +153,20 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["command", "outcome"],
         )?;
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "http_connections_open",
+                "Open client connections, by listener (api or admin).",
+            ),
+            &["listener"],
+        )?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "http_connections_refused_total",
+                "Connections closed at accept because the listener's connection cap was reached.",
+            ),
+            &["listener"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Build information; the value is always 1."),
             &["version", "wasmtime", "rustc"],
@@ -159,6 +189,8 @@ impl Metrics {
         registry.register(Box::new(data_denied.clone()))?;
         registry.register(Box::new(mongo_pool.clone()))?;
         registry.register(Box::new(mongo_commands.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self(std::sync::Arc::new(MetricsInner {
             registry,
@@ -173,6 +205,8 @@ impl Metrics {
             data_denied,
             mongo_pool,
             mongo_commands,
+            connections,
+            connections_refused,
         })))
     }
 
@@ -182,5 +216,18 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".into())));
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
     }
 }

@@ -86,16 +86,14 @@ fn key(collection: &str, id: &Bson) -> String {
     k
 }
 
-/// A parsed filter and its raw form (for the `_id` fast path).
+/// A filter that passed the allow-list (the same parser as the host's).
 struct Query {
-    raw: Document,
     filter: Filter,
 }
 
 fn query(bytes: &[u8]) -> Result<Query, Error> {
-    let raw = decode(bytes)?;
-    let filter = Filter::parse(&raw, &Limits::default()).map_err(invalid)?;
-    Ok(Query { raw, filter })
+    let filter = Filter::parse(&decode(bytes)?, &Limits::default()).map_err(invalid)?;
+    Ok(Query { filter })
 }
 
 /// The collection's documents in `_id` order, or only the one the filter names.
@@ -126,7 +124,7 @@ impl Scan {
 
     /// Every match in `_id` order; stops after `first_only` finds one.
     fn matches(&self, q: &Query, first_only: bool) -> Result<Vec<Found>, Error> {
-        if let Some(id) = doc_query::id_equality(&q.raw) {
+        if let Some(id) = q.filter.id_equality() {
             return Ok(self.read(key(&self.collection, id))?.into_iter().collect());
         }
         let prefix = key_prefix(&self.collection);
@@ -194,6 +192,13 @@ impl Guest for Adapter {
             .projection
             .map(|b| Projection::parse_checked(&decode(&b)?, &Limits::default()).map_err(invalid))
             .transpose()?;
+        let skip = options.skip.unwrap_or(0);
+        if skip > doc_query::MAX_FIND_SKIP {
+            return Err(Error::Invalid(format!(
+                "`skip` may be at most {}",
+                doc_query::MAX_FIND_SKIP
+            )));
+        }
         let matches = scan
             .matches(&q, false)?
             .into_iter()
@@ -202,7 +207,7 @@ impl Guest for Adapter {
         doc_query::select(
             matches,
             sort.as_ref(),
-            options.skip.unwrap_or(0),
+            skip,
             doc_query::find_limit(options.limit),
             projection.as_ref(),
         )

@@ -24,8 +24,17 @@ pub enum Cond {
     In(Vec<Bson>),
     Nin(Vec<Bson>),
     Exists(bool),
-    Regex(Box<Regex>),
+    Regex(Box<Pattern>),
     Not(Vec<Cond>),
+}
+
+/// A `$regex` condition: the compiled matcher and the source it was built from, so
+/// the condition can be written back out exactly (`Filter::to_document`).
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    re: Regex,
+    pattern: String,
+    options: String,
 }
 
 impl Filter {
@@ -33,6 +42,81 @@ impl Filter {
     pub fn parse(doc: &Document, limits: &Limits) -> Result<Self, QueryError> {
         check_doc_depth(doc, limits.max_depth)?;
         parse_doc(doc, limits)
+    }
+
+    /// The filter as a document, rebuilt from the parsed form: only what the
+    /// allow-list understood is in it. This is what a store that speaks MongoDB's
+    /// language sends, never the document the guest sent ("parse, don't validate").
+    /// Every field condition is written with explicit operators (`{a: {$eq: 1}}`).
+    pub fn to_document(&self) -> Document {
+        match self {
+            Filter::And(parts) => {
+                // `And` is associative: nested ones are flattened, and fields with
+                // distinct paths are written as one document (the shape `{a: .., b: ..}`
+                // parses from), so rebuilding is a fixpoint.
+                fn flatten<'a>(parts: &'a [Filter], out: &mut Vec<&'a Filter>) {
+                    for p in parts {
+                        match p {
+                            Filter::And(inner) => flatten(inner, out),
+                            p => out.push(p),
+                        }
+                    }
+                }
+                let mut flat = Vec::new();
+                flatten(parts, &mut flat);
+                let mut merged = Document::new();
+                for part in &flat {
+                    match part {
+                        Filter::Field { path, conds } if !merged.contains_key(path.join(".")) => {
+                            merged.insert(path.join("."), conds_document(conds));
+                        }
+                        _ => {
+                            let items: Vec<Bson> = flat
+                                .iter()
+                                .map(|p| Bson::Document(p.to_document()))
+                                .collect();
+                            let mut d = Document::new();
+                            d.insert("$and", items);
+                            return d;
+                        }
+                    }
+                }
+                merged
+            }
+            Filter::Or(parts) => logical("$or", parts),
+            Filter::Nor(parts) => logical("$nor", parts),
+            Filter::Field { path, conds } => {
+                let mut d = Document::new();
+                d.insert(path.join("."), conds_document(conds));
+                d
+            }
+        }
+    }
+
+    /// Whether this is the empty filter, which matches everything.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Filter::And(parts) if parts.is_empty())
+    }
+
+    /// If the filter is exactly `_id` equal to a scalar, that id: stores use it to
+    /// turn a scan into a key lookup.
+    pub fn id_equality(&self) -> Option<&Bson> {
+        match self {
+            Filter::Field { path, conds } if path.len() == 1 && path[0] == "_id" => {
+                match conds.as_slice() {
+                    [Cond::Eq(v)]
+                        if !matches!(
+                            v,
+                            Bson::Document(_) | Bson::Array(_) | Bson::RegularExpression(_)
+                        ) =>
+                    {
+                        Some(v)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
     }
 
     /// Whether `doc` satisfies the filter.
@@ -49,20 +133,23 @@ impl Filter {
     }
 }
 
-/// If `filter` is exactly `{_id: <literal>}` (or `{_id: {$eq: <literal>}}`), the id:
-/// stores use it to turn a scan into a key lookup.
-pub fn id_equality(filter: &Document) -> Option<&Bson> {
-    if filter.len() != 1 {
-        return None;
+fn logical(op: &str, parts: &[Filter]) -> Document {
+    let items: Vec<Bson> = parts
+        .iter()
+        .map(|p| Bson::Document(p.to_document()))
+        .collect();
+    let mut d = Document::new();
+    d.insert(op, items);
+    d
+}
+
+/// One field's conditions as an operator document.
+fn conds_document(conds: &[Cond]) -> Document {
+    let mut d = Document::new();
+    for c in conds {
+        c.write(&mut d);
     }
-    match filter.get("_id")? {
-        Bson::Document(d) if d.len() == 1 => match d.get("$eq")? {
-            Bson::Document(_) | Bson::Array(_) | Bson::RegularExpression(_) => None,
-            v => Some(v),
-        },
-        Bson::Document(_) | Bson::Array(_) | Bson::RegularExpression(_) => None,
-        v => Some(v),
-    }
+    d
 }
 
 fn parse_doc(doc: &Document, limits: &Limits) -> Result<Filter, QueryError> {
@@ -125,16 +212,33 @@ fn parse_conditions(value: &Bson, limits: &Limits) -> Result<Vec<Cond>, QueryErr
     }
 }
 
+/// A value to compare with. Checked at every depth: MongoDB gives meaning to a
+/// `$`-key or a regex inside some values (a regex in `$in` is a pattern match, a
+/// document in `$pull` is a query), and the embedded store would compare them as
+/// plain values, so the two stores would disagree. Patterns go through `$regex`.
 fn literal(v: &Bson) -> Result<Bson, QueryError> {
-    match v {
-        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => {
-            Err(invalid("JavaScript values are not allowed"))
+    fn check(v: &Bson) -> Result<(), QueryError> {
+        match v {
+            Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => {
+                Err(invalid("JavaScript values are not allowed"))
+            }
+            Bson::RegularExpression(_) => Err(invalid(
+                "regular expressions are allowed only as `$regex` (or a field's whole value)",
+            )),
+            Bson::Document(d) => d.iter().try_for_each(|(k, v)| {
+                if k.starts_with('$') {
+                    Err(invalid("operators are not allowed inside a value"))
+                } else {
+                    check(v)
+                }
+            }),
+            Bson::Array(items) => items.iter().try_for_each(check),
+            _ => Ok(()),
         }
-        Bson::Document(d) if d.keys().any(|k| k.starts_with('$')) => {
-            Err(invalid("operators are not allowed inside a value"))
-        }
-        v => Ok(v.clone()),
     }
+    // Depth was bounded by the caller's `check_doc_depth` before parsing began.
+    check(v)?;
+    Ok(v.clone())
 }
 
 fn list(v: &Bson, op: &str, limits: &Limits) -> Result<Vec<Bson>, QueryError> {
@@ -226,7 +330,11 @@ fn regex_cond(pattern: &str, options: &str, limits: &Limits) -> Result<Cond, Que
         .dfa_size_limit(1 << 20)
         .build()
         .map_err(|e| invalid(format!("bad `$regex`: {e}")))?;
-    Ok(Cond::Regex(Box::new(re)))
+    Ok(Cond::Regex(Box::new(Pattern {
+        re,
+        pattern: pattern.to_owned(),
+        options: options.to_owned(),
+    })))
 }
 
 /// Equality against the values a path reached: an array matches if it equals the
@@ -273,11 +381,60 @@ impl Cond {
                         None => false,
                     })
             }
-            Cond::Regex(re) => flattened(values).into_iter().any(|v| match v {
-                Bson::String(s) | Bson::Symbol(s) => re.is_match(s),
+            Cond::Regex(p) => flattened(values).into_iter().any(|v| match v {
+                Bson::String(s) | Bson::Symbol(s) => p.re.is_match(s),
                 _ => false,
             }),
             Cond::Not(conds) => !conds.iter().all(|c| c.matches(values)),
+        }
+    }
+
+    /// Add this condition to an operator document.
+    fn write(&self, d: &mut Document) {
+        let list = |xs: &[Bson]| Bson::Array(xs.to_vec());
+        match self {
+            Cond::Eq(x) => d.insert("$eq", x.clone()),
+            Cond::Ne(x) => d.insert("$ne", x.clone()),
+            Cond::Cmp(dir, or_equal, x) => {
+                let op = match (dir, or_equal) {
+                    (Ordering::Greater, false) => "$gt",
+                    (Ordering::Greater, true) => "$gte",
+                    (_, false) => "$lt",
+                    (_, true) => "$lte",
+                };
+                d.insert(op, x.clone())
+            }
+            Cond::In(xs) => d.insert("$in", list(xs)),
+            Cond::Nin(xs) => d.insert("$nin", list(xs)),
+            Cond::Exists(b) => d.insert("$exists", *b),
+            Cond::Regex(p) => {
+                let r = d.insert("$regex", p.pattern.as_str());
+                if p.options.is_empty() {
+                    r
+                } else {
+                    d.insert("$options", p.options.as_str())
+                }
+            }
+            Cond::Not(conds) => d.insert("$not", conds_document(conds)),
+        };
+    }
+
+    /// The value form MongoDB gives `$pull` for a plain value or a pattern.
+    pub(crate) fn pull_value(conds: &[Cond]) -> Bson {
+        match conds {
+            // A document value would read as a query over the elements: keep `$eq`.
+            [Cond::Eq(v)] if !matches!(v, Bson::Document(_)) => v.clone(),
+            [Cond::Regex(p)] => match (
+                bson::raw::CString::try_from(p.pattern.as_str()),
+                bson::raw::CString::try_from(p.options.as_str()),
+            ) {
+                (Ok(pattern), Ok(options)) => {
+                    Bson::RegularExpression(bson::Regex { pattern, options })
+                }
+                // A NUL byte cannot be in a BSON regex: keep the operator form.
+                _ => Bson::Document(conds_document(conds)),
+            },
+            conds => Bson::Document(conds_document(conds)),
         }
     }
 
@@ -287,17 +444,54 @@ impl Cond {
     }
 }
 
-pub(crate) fn parse_conditions_for_pull(
-    value: &Bson,
-    limits: &Limits,
-) -> Result<Vec<Cond>, QueryError> {
-    parse_conditions(value, limits)
+/// A `$pull` condition. As in MongoDB: a document of fields is a query over the
+/// elements (which must be documents), anything else (a value, a pattern, an
+/// operator document) is a condition on each element's value.
+#[derive(Debug, Clone)]
+pub(crate) enum PullCondition {
+    Value(Vec<Cond>),
+    Query(Filter),
+}
+
+pub(crate) fn parse_pull(value: &Bson, limits: &Limits) -> Result<PullCondition, QueryError> {
+    match value {
+        Bson::Document(d) if d.is_empty() => Err(invalid("`$pull` needs a condition")),
+        Bson::Document(d) if !d.keys().any(|k| k.starts_with('$')) => {
+            Ok(PullCondition::Query(parse_doc(d, limits)?))
+        }
+        v => Ok(PullCondition::Value(parse_conditions(v, limits)?)),
+    }
+}
+
+impl PullCondition {
+    /// Does this array element go?
+    pub(crate) fn removes(&self, element: &Bson) -> bool {
+        match (self, element) {
+            (PullCondition::Value(conds), v) => Cond::matches_value(conds, v),
+            (PullCondition::Query(f), Bson::Document(d)) => f.matches(d),
+            (PullCondition::Query(_), _) => false,
+        }
+    }
+
+    pub(crate) fn to_bson(&self) -> Bson {
+        match self {
+            PullCondition::Value(conds) => Cond::pull_value(conds),
+            PullCondition::Query(f) => Bson::Document(f.to_document()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bson::{DateTime, bson, doc};
+
+    fn regex_value(pattern: &str, options: &str) -> Bson {
+        Bson::RegularExpression(bson::Regex {
+            pattern: pattern.try_into().unwrap(),
+            options: options.try_into().unwrap(),
+        })
+    }
 
     fn f(d: Document) -> Filter {
         Filter::parse(&d, &Limits::default()).expect("valid filter")
@@ -461,10 +655,58 @@ mod tests {
 
     #[test]
     fn id_equality_fast_path() {
-        assert_eq!(id_equality(&doc! {"_id": "x"}), Some(&bson!("x")));
-        assert_eq!(id_equality(&doc! {"_id": {"$eq": 3}}), Some(&bson!(3)));
-        assert_eq!(id_equality(&doc! {"_id": {"$gt": 3}}), None);
-        assert_eq!(id_equality(&doc! {"_id": "x", "a": 1}), None);
-        assert_eq!(id_equality(&doc! {"_id": ["x"]}), None);
+        assert_eq!(f(doc! {"_id": "x"}).id_equality(), Some(&bson!("x")));
+        assert_eq!(f(doc! {"_id": {"$eq": 3}}).id_equality(), Some(&bson!(3)));
+        assert_eq!(f(doc! {"_id": {"$gt": 3}}).id_equality(), None);
+        assert_eq!(f(doc! {"_id": "x", "a": 1}).id_equality(), None);
+        assert_eq!(f(doc! {"_id": ["x"]}).id_equality(), None);
+    }
+
+    /// Finding 4 of the hardening review: regexes and `$`-keys hidden inside values.
+    #[test]
+    fn values_hide_no_operators_or_patterns_at_any_depth() {
+        let re = regex_value(&"a".repeat(5000), "iu");
+        for bad in [
+            doc! {"title": {"$in": [re.clone()]}},
+            doc! {"title": {"$nin": ["x", re.clone()]}},
+            doc! {"title": {"$eq": re.clone()}},
+            doc! {"o": {"$eq": {"x": re.clone()}}},
+            doc! {"o": {"x": {"$elemMatch": {"$where": "sleep(100)"}}}},
+            doc! {"o": {"$in": [{"x": {"y": {"$gt": 1}}}]}},
+            doc! {"o": [{"k": {"$expr": {"$function": {}}}}]},
+        ] {
+            assert!(Filter::parse(&bad, &Limits::default()).is_err(), "{bad:?}");
+        }
+        // A whole-value regex is a pattern, held to the pattern limits.
+        assert!(err(doc! {"t": re}).to_string().contains("longer"));
+    }
+
+    #[test]
+    fn rebuilt_filters_say_the_same_with_explicit_operators() {
+        let cases = [
+            (doc! {}, doc! {}),
+            (doc! {"a": 1}, doc! {"a": {"$eq": 1}}),
+            (
+                doc! {"a": 1, "b": {"$gt": 2, "$lte": 9}},
+                doc! {"a": {"$eq": 1}, "b": {"$gt": 2, "$lte": 9}},
+            ),
+            (
+                doc! {"t": regex_value("^a", "i")},
+                doc! {"t": {"$regex": "^a", "$options": "i"}},
+            ),
+            (
+                doc! {"$or": [{"a": {"$in": [1, 2]}}, {"b": {"$not": {"$exists": true}}}]},
+                doc! {"$or": [{"a": {"$in": [1, 2]}}, {"b": {"$not": {"$exists": true}}}]},
+            ),
+            (
+                doc! {"$and": [{"a": 1}, {"a": 2}]},
+                doc! {"$and": [{"a": {"$eq": 1}}, {"a": {"$eq": 2}}]},
+            ),
+        ];
+        for (input, want) in cases {
+            let got = f(input.clone()).to_document();
+            assert_eq!(got, want, "{input:?}");
+            assert_eq!(f(got.clone()).to_document(), got, "a fixpoint");
+        }
     }
 }

@@ -17,8 +17,8 @@ mod select;
 mod update;
 
 pub use eval::{compare_total, values_equal};
-pub use filter::{Filter, id_equality};
-pub use select::{id_key, select, version_matches};
+pub use filter::Filter;
+pub use select::{Window, id_key, select, version_matches};
 pub use update::Update;
 
 use bson::{Bson, Document};
@@ -67,6 +67,10 @@ pub(crate) fn invalid(msg: impl Into<String>) -> QueryError {
 
 /// The largest `limit` a `find` may ask for; larger values (and none) are capped here.
 pub const MAX_FIND_LIMIT: u32 = 1000;
+
+/// The largest `skip` a `find` may ask for: a sorted scan holds `skip + limit`
+/// documents, so this bounds its working set.
+pub const MAX_FIND_SKIP: u32 = 10_000;
 
 /// The limit a `find` runs with: as asked, at most [`MAX_FIND_LIMIT`].
 pub fn find_limit(asked: Option<u32>) -> u32 {
@@ -246,6 +250,15 @@ impl Sort {
         self.keys.is_empty()
     }
 
+    /// The specification rebuilt from the parsed form, always with `1`/`-1`.
+    pub fn to_document(&self) -> Document {
+        let mut d = Document::new();
+        for (path, asc) in &self.keys {
+            d.insert(path.join("."), if *asc { 1 } else { -1 });
+        }
+        d
+    }
+
     /// Order two documents; ties fall back to `_id` so results are deterministic.
     pub fn compare(&self, a: &Document, b: &Document) -> Ordering {
         for (path, asc) in &self.keys {
@@ -316,6 +329,21 @@ impl Projection {
             fields,
             keep_id,
         })
+    }
+
+    /// The specification rebuilt from the parsed form, always with `0`/`1`.
+    pub fn to_document(&self) -> Document {
+        let on = i32::from(self.include);
+        let mut d = Document::new();
+        if !self.keep_id {
+            d.insert("_id", 0);
+        } else if self.include && self.fields.is_empty() {
+            d.insert("_id", 1);
+        }
+        for f in &self.fields {
+            d.insert(f.clone(), on);
+        }
+        d
     }
 
     pub fn apply(&self, doc: Document) -> Document {

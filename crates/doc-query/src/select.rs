@@ -33,24 +33,87 @@ pub fn version_matches(doc: &Document, expected: i64) -> bool {
 /// project) and as its stored bytes (returned untouched when nothing is projected).
 /// `matches` must be in `_id` order; the sort is stable and ties fall back to `_id`.
 pub fn select(
-    mut matches: Vec<(Document, Vec<u8>)>,
+    matches: Vec<(Document, Vec<u8>)>,
     sort: Option<&Sort>,
     skip: u32,
     limit: u32,
     projection: Option<&Projection>,
 ) -> Result<Vec<Vec<u8>>, bson::error::Error> {
-    if let Some(sort) = sort {
-        matches.sort_by(|a, b| sort.compare(&a.0, &b.0));
+    let mut window = Window::new(sort, skip, limit);
+    for (doc, bytes) in matches {
+        if !window.offer(doc, bytes) {
+            break;
+        }
     }
-    matches
-        .into_iter()
-        .skip(skip as usize)
-        .take(limit as usize)
-        .map(|(doc, bytes)| match projection {
-            Some(p) => p.apply(doc).to_vec(),
-            None => Ok(bytes),
-        })
-        .collect()
+    window.finish(projection)
+}
+
+/// `select` fed one match at a time, holding at most about twice `skip + limit`
+/// documents whatever the collection's size: a sorted scan keeps only the
+/// candidates that can still end up in the window (a partial sort, pruned when the
+/// buffer doubles), and an unsorted one stops after `skip + limit` matches.
+pub struct Window<'a> {
+    sort: Option<&'a Sort>,
+    skip: usize,
+    keep: usize,
+    items: Vec<(Document, Vec<u8>)>,
+}
+
+impl<'a> Window<'a> {
+    pub fn new(sort: Option<&'a Sort>, skip: u32, limit: u32) -> Self {
+        let skip = skip as usize;
+        Self {
+            sort,
+            skip,
+            keep: skip.saturating_add(limit as usize),
+            items: Vec::new(),
+        }
+    }
+
+    /// Offer the next match, in `_id` order. `false`: no later match can enter the
+    /// window, so the caller may stop scanning.
+    pub fn offer(&mut self, doc: Document, bytes: Vec<u8>) -> bool {
+        if self.keep == 0 {
+            return false;
+        }
+        self.items.push((doc, bytes));
+        match self.sort {
+            None => self.items.len() < self.keep,
+            Some(sort) => {
+                if self.items.len() >= self.keep.saturating_mul(2).max(64) {
+                    // Stable: among equal keys, earlier matches (lower `_id`) stay first,
+                    // both those kept from earlier prunes and the ones added since.
+                    self.items.sort_by(|a, b| sort.compare(&a.0, &b.0));
+                    self.items.truncate(self.keep);
+                }
+                true
+            }
+        }
+    }
+
+    /// The window's documents, in order, projected (or their stored bytes untouched).
+    pub fn finish(
+        mut self,
+        projection: Option<&Projection>,
+    ) -> Result<Vec<Vec<u8>>, bson::error::Error> {
+        if let Some(sort) = self.sort {
+            self.items.sort_by(|a, b| sort.compare(&a.0, &b.0));
+        }
+        self.items
+            .into_iter()
+            .skip(self.skip)
+            .take(self.keep - self.skip)
+            .map(|(doc, bytes)| match projection {
+                Some(p) => p.apply(doc).to_vec(),
+                None => Ok(bytes),
+            })
+            .collect()
+    }
+
+    /// Documents held now (for tests of the bound).
+    pub fn held(&self) -> usize {
+        self.items.len()
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +157,66 @@ mod tests {
             .collect();
         assert_eq!(got, vec![doc! {"_id": "c", "n": 2}]);
         // Without sort or projection: stored bytes, in the given order.
+        let out = select(docs.clone(), None, 1, 5, None).unwrap();
+        assert_eq!(out.len(), 2);
         let out = select(docs.clone(), None, 0, 10, None).unwrap();
         assert_eq!(out, docs.into_iter().map(|d| d.1).collect::<Vec<_>>());
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use bson::doc;
+
+    /// Many documents with few distinct sort keys: ties must fall back to `_id`
+    /// (arrival) order exactly as a full stable sort does, across prunes.
+    #[test]
+    fn bounded_window_equals_full_sort_and_holds_little() {
+        let docs: Vec<(Document, Vec<u8>)> = (0..5000)
+            .map(|i: i32| {
+                let d = doc! {"_id": i, "k": (i * 7919) % 13, "p": i % 3};
+                let b = d.to_vec().unwrap();
+                (d, b)
+            })
+            .collect();
+        for spec in [doc! {"k": 1}, doc! {"k": -1, "p": 1}, doc! {"p": -1}] {
+            let sort = Sort::parse(&spec).unwrap();
+            for (skip, limit) in [(0, 1), (0, 21), (17, 100), (4990, 50)] {
+                let mut full = docs.clone();
+                full.sort_by(|a, b| sort.compare(&a.0, &b.0));
+                let want: Vec<Vec<u8>> = full
+                    .into_iter()
+                    .skip(skip as usize)
+                    .take(limit as usize)
+                    .map(|d| d.1)
+                    .collect();
+                let mut w = Window::new(Some(&sort), skip, limit);
+                let mut most = 0;
+                for (d, b) in docs.iter().cloned() {
+                    w.offer(d, b);
+                    most = most.max(w.held());
+                }
+                assert!(
+                    most <= ((skip + limit) as usize * 2).max(64),
+                    "held {most} for skip {skip} limit {limit}"
+                );
+                assert_eq!(w.finish(None).unwrap(), want, "{spec:?} {skip} {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn unsorted_window_stops_early() {
+        let mut w = Window::new(None, 2, 3);
+        let offered = (0..100)
+            .take_while(|i: &i32| {
+                let d = doc! {"_id": *i};
+                let b = d.to_vec().unwrap();
+                w.offer(d, b)
+            })
+            .count();
+        assert_eq!(offered, 4, "the fifth match fills the window");
+        assert_eq!(w.finish(None).unwrap().len(), 3);
     }
 }

@@ -1,6 +1,6 @@
 //! Update documents: `$set $unset $inc $push $pull`, nothing else.
 
-use crate::filter::{Cond, parse_conditions_for_pull};
+use crate::filter::{PullCondition, parse_pull};
 use crate::{Limits, QueryError, check_doc_depth, invalid, parse_path, validate_document};
 use bson::{Bson, Document};
 
@@ -10,7 +10,28 @@ enum Op {
     Unset,
     Inc(Bson),
     Push(Vec<Bson>),
-    Pull(Vec<Cond>),
+    Pull(PullCondition),
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Set(_) => "$set",
+            Op::Unset => "$unset",
+            Op::Inc(_) => "$inc",
+            Op::Push(_) => "$push",
+            Op::Pull(_) => "$pull",
+        }
+    }
+
+    fn operand(&self) -> Bson {
+        match self {
+            Op::Set(v) | Op::Inc(v) => v.clone(),
+            Op::Unset => Bson::String(String::new()),
+            Op::Push(items) => Bson::Document(bson::doc! {"$each": items.clone()}),
+            Op::Pull(cond) => cond.to_bson(),
+        }
+    }
 }
 
 /// A validated update.
@@ -79,7 +100,7 @@ impl Update {
                         }
                         v => Op::Push(vec![value(v, limits)?]),
                     },
-                    _ => Op::Pull(parse_conditions_for_pull(v, limits)?),
+                    _ => Op::Pull(parse_pull(v, limits)?),
                 };
                 ops.push((segs, parsed));
             }
@@ -97,6 +118,23 @@ impl Update {
             apply_one(doc, path, op)?;
         }
         validate_document(doc, &self.limits)
+    }
+
+    /// The update as a document rebuilt from the parsed form (see
+    /// `Filter::to_document`): operators in a fixed order, `$push` always with
+    /// `$each`, `$pull` conditions as parsed.
+    pub fn to_document(&self) -> Document {
+        let mut out = Document::new();
+        for name in ["$set", "$unset", "$inc", "$push", "$pull"] {
+            let mut fields = Document::new();
+            for (path, op) in self.ops.iter().filter(|(_, op)| op.name() == name) {
+                fields.insert(path.join("."), op.operand());
+            }
+            if !fields.is_empty() {
+                out.insert(name, fields);
+            }
+        }
+        out
     }
 
     /// The top-level fields this update writes (used by tests and by stores that log).
@@ -202,7 +240,7 @@ fn apply_one(doc: &mut Document, path: &[String], op: &Op) -> Result<(), QueryEr
             };
             match p.get_mut(last) {
                 None => {}
-                Some(Bson::Array(a)) => a.retain(|x| !Cond::matches_value(conds, x)),
+                Some(Bson::Array(a)) => a.retain(|x| !conds.removes(x)),
                 Some(_) => {
                     return Err(invalid(format!(
                         "cannot `$pull` from non-array field `{last}`"
@@ -304,6 +342,50 @@ mod tests {
         assert!(Update::parse(&doc! {"$set": {"a": 1, "a.b": 2}}, &l).is_err());
         assert!(Update::parse(&doc! {"$set": {"a": {"$where": "x"}}}, &l).is_err());
         assert!(Update::parse(&doc! {"$push": {"a": {"$each": [1], "$slice": 1}}}, &l).is_err());
+    }
+
+    /// Finding 4 of the hardening review: a `$pull` document reached MongoDB raw,
+    /// where it is a query over the array's elements.
+    #[test]
+    fn pull_documents_are_queries_held_to_the_allow_list() {
+        let l = Limits::default();
+        for bad in [
+            doc! {"$pull": {"arr": {"x": {"$elemMatch": {"$where": "sleep(1)"}}}}},
+            doc! {"$pull": {"arr": {"x": {"$type": "string"}}}},
+            doc! {"$pull": {"arr": {"x": {"$size": 2}}}},
+            doc! {"$pull": {"arr": {"$expr": {"$function": {"body": "x", "args": [], "lang": "js"}}}}},
+            doc! {"$pull": {"arr": {}}},
+        ] {
+            assert!(Update::parse(&bad, &l).is_err(), "{bad:?}");
+        }
+        // A document of fields matches elements that are documents, like MongoDB.
+        let r = apply(
+            doc! {"$pull": {"arr": {"k": {"$gt": 1}, "t": "a"}}},
+            doc! {"arr": [{"k": 1, "t": "a"}, {"k": 2, "t": "a", "z": 0}, {"k": 3, "t": "b"}, 5]},
+        )
+        .unwrap();
+        assert_eq!(r, doc! {"arr": [{"k": 1, "t": "a"}, {"k": 3, "t": "b"}, 5]});
+    }
+
+    #[test]
+    fn rebuilt_updates_name_only_allowed_operators() {
+        let l = Limits::default();
+        let u = Update::parse(
+            &doc! {"$pull": {"p": {"k": 1}, "q": 3, "r": {"$gte": 2}}, "$push": {"t": "x"}, "$set": {"a.b": 1}, "$unset": {"u": 1}, "$inc": {"v": 1}},
+            &l,
+        )
+        .unwrap();
+        let d = u.to_document();
+        assert_eq!(
+            d,
+            doc! {
+                "$set": {"a.b": 1}, "$unset": {"u": ""}, "$inc": {"v": 1},
+                "$push": {"t": {"$each": ["x"]}},
+                "$pull": {"p": {"k": {"$eq": 1}}, "q": 3, "r": {"$gte": 2}},
+            }
+        );
+        let again = Update::parse(&d, &l).unwrap().to_document();
+        assert_eq!(again, d, "a fixpoint");
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub struct Harness {
 
 pub fn embedded() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = super::embedded::EmbeddedStore::open(dir.path()).expect("open");
+    let store = super::embedded::EmbeddedStore::open(dir.path(), super::embedded::tests::options())
+        .expect("open");
     Harness {
         store: Arc::new(store),
         _keep: Some(dir),
@@ -60,12 +61,12 @@ const C: &str = "tasks";
 
 fn q(d: Document) -> Query {
     let filter = Filter::parse(&d, &Limits::default()).expect("valid filter");
-    Query { raw: d, filter }
+    Query { filter }
 }
 
 fn ch(d: Document) -> Change {
     let update = Update::parse(&d, &Limits::default()).expect("valid update");
-    Change { raw: d, update }
+    Change { update }
 }
 
 fn doc_of(r: &RawDocumentBuf) -> Document {
@@ -93,10 +94,7 @@ async fn seed(s: &dyn Store) {
 
 async fn find_ids(s: &dyn Store, filter: Document) -> Vec<i32> {
     let spec = FindSpec {
-        sort: Some((
-            doc! {"_id": 1},
-            Sort::parse(&doc! {"_id": 1}).expect("sort"),
-        )),
+        sort: Some(Sort::parse(&doc! {"_id": 1}).expect("sort")),
         limit: 1000,
         ..FindSpec::default()
     };
@@ -195,8 +193,8 @@ pub async fn sort_limit_skip_projection(s: &dyn Store) {
     seed(s).await;
     let find = |sort: Document, limit: u32, skip: u32, proj: Option<Document>| {
         let spec = FindSpec {
-            sort: Some((sort.clone(), Sort::parse(&sort).expect("sort"))),
-            projection: proj.map(|p| (p.clone(), Projection::parse(&p).expect("projection"))),
+            sort: Some(Sort::parse(&sort).expect("sort")),
+            projection: proj.map(|p| Projection::parse(&p).expect("projection")),
             limit,
             skip,
         };
@@ -288,6 +286,71 @@ pub async fn update_operators(s: &dyn Store) {
         .await
         .expect_err("missing");
     assert!(matches!(e, StoreError::NotFound), "{e:?}");
+}
+
+/// `$pull` conditions as the firewall rebuilds them: an operator document is a
+/// condition on each value, a regex a pattern. Both stores remove the same elements.
+pub async fn pull_conditions(s: &dyn Store) {
+    s.insert_one(
+        C,
+        doc! {"_id": 1, "nums": [1, 3, 5, 2], "words": ["apple", "Avocado", "banana"]},
+    )
+    .await
+    .expect("insert");
+    let after = s
+        .update_one(
+            C,
+            &q(doc! {"_id": 1}),
+            &ch(doc! {"$pull": {
+                "nums": {"$gte": 3},
+                "words": Bson::RegularExpression(bson::Regex {
+                    pattern: "^a".try_into().expect("pattern"),
+                    options: "i".try_into().expect("options"),
+                }),
+            }}),
+            None,
+        )
+        .await
+        .expect("pull");
+    let d = doc_of(&after);
+    assert_eq!(
+        d.get_array("nums").expect("nums"),
+        &vec![Bson::Int32(1), Bson::Int32(2)]
+    );
+    assert_eq!(
+        d.get_array("words").expect("words"),
+        &vec![Bson::from("banana")]
+    );
+}
+
+/// A `$pull` document of fields is a query over the element documents (MongoDB:
+/// "applies its query to each element as though it were a top-level object"), so
+/// an element with more fields than the query names is removed too. FerretDB 1.24
+/// compares such documents as whole values instead: excluded there by name.
+pub async fn pull_query_over_documents(s: &dyn Store) {
+    s.insert_one(
+        C,
+        doc! {"_id": 1, "subs": [{"k": 1, "t": "a"}, {"k": 2, "t": "a", "z": 0}, {"k": 3, "t": "b"}, 5]},
+    )
+    .await
+    .expect("insert");
+    let after = s
+        .update_one(
+            C,
+            &q(doc! {"_id": 1}),
+            &ch(doc! {"$pull": {"subs": {"k": {"$gt": 1}, "t": "a"}}}),
+            None,
+        )
+        .await
+        .expect("pull");
+    assert_eq!(
+        doc_of(&after).get_array("subs").expect("subs"),
+        &vec![
+            Bson::Document(doc! {"k": 1, "t": "a"}),
+            Bson::Document(doc! {"k": 3, "t": "b"}),
+            Bson::Int32(5)
+        ]
+    );
 }
 
 pub async fn versioned_updates(s: &dyn Store) {
@@ -438,6 +501,8 @@ macro_rules! suite {
             suite!(@case $harness, every_allowed_operator $(, #[$attr])?);
             suite!(@case $harness, sort_limit_skip_projection $(, #[$attr])?);
             suite!(@case $harness, update_operators $(, #[$attr])?);
+            suite!(@case $harness, pull_conditions $(, #[$attr])?);
+            suite!(@case $harness, pull_query_over_documents $(, #[$attr])?);
             suite!(@case $harness, versioned_updates $(, #[$attr])?);
             suite!(@case $harness, delete_and_not_found $(, #[$attr])?);
             suite!(@case $harness, large_documents $(, #[$attr])?);

@@ -30,27 +30,33 @@ mod bindings {
 use bindings::app::data::documents::Host as DocumentsHost;
 pub use bindings::app::data::documents::{Error as WitError, FindOptions};
 
-/// A filter that passed the firewall: the document as sent (for stores that speak
-/// MongoDB's language) and its parsed form (for stores that evaluate it themselves).
+/// A filter that passed the firewall, in parsed form only. Stores that evaluate
+/// queries themselves use it directly; MongoDB gets `Filter::to_document`, rebuilt
+/// from it, so nothing the parser did not understand can reach the database (parse,
+/// don't validate: the document the guest sent is not kept).
 #[derive(Debug, Clone)]
 pub struct Query {
-    pub raw: Document,
     pub filter: Filter,
 }
 
-/// An update that passed the firewall: as sent (for MongoDB) and parsed (for the
-/// embedded store).
+impl Query {
+    /// The `_id` when the filter is exactly an `_id` equality (a key lookup).
+    pub fn id(&self) -> Option<&bson::Bson> {
+        self.filter.id_equality()
+    }
+}
+
+/// An update that passed the firewall, in parsed form only (see [`Query`]).
 #[derive(Debug, Clone)]
 pub struct Change {
-    pub raw: Document,
     pub update: Update,
 }
 
 /// Validated `find` options.
 #[derive(Debug, Clone, Default)]
 pub struct FindSpec {
-    pub sort: Option<(Document, Sort)>,
-    pub projection: Option<(Document, Projection)>,
+    pub sort: Option<Sort>,
+    pub projection: Option<Projection>,
     pub limit: u32,
     pub skip: u32,
 }
@@ -210,7 +216,7 @@ impl DocumentsCtx {
     fn query(&self, bytes: &[u8]) -> Result<Query, WitError> {
         let raw = self.decode(bytes)?;
         let filter = Filter::parse(&raw, &self.config.limits).map_err(|e| self.denied(e))?;
-        Ok(Query { raw, filter })
+        Ok(Query { filter })
     }
 
     /// Time a store call and count its failures.
@@ -281,26 +287,27 @@ impl DocumentsHost for DocumentsCtx {
         let q = self.query(&filter)?;
         let sort = match &options.sort {
             None => None,
-            Some(b) => {
-                let raw = self.decode(b)?;
-                let s = Sort::parse(&raw).map_err(|e| self.denied(e))?;
-                Some((raw, s))
-            }
+            Some(b) => Some(Sort::parse(&self.decode(b)?).map_err(|e| self.denied(e))?),
         };
         let projection = match &options.projection {
             None => None,
-            Some(b) => {
-                let raw = self.decode(b)?;
-                let p = Projection::parse_checked(&raw, &self.config.limits)
-                    .map_err(|e| self.denied(e))?;
-                Some((raw, p))
-            }
+            Some(b) => Some(
+                Projection::parse_checked(&self.decode(b)?, &self.config.limits)
+                    .map_err(|e| self.denied(e))?,
+            ),
         };
+        let skip = options.skip.unwrap_or(0);
+        if skip > doc_query::MAX_FIND_SKIP {
+            return Err(self.denied(QueryError::Invalid(format!(
+                "`skip` may be at most {}",
+                doc_query::MAX_FIND_SKIP
+            ))));
+        }
         let spec = FindSpec {
             sort,
             projection,
             limit: doc_query::find_limit(options.limit),
-            skip: options.skip.unwrap_or(0),
+            skip,
         };
         let store = self.config.store.clone();
         let docs = self
@@ -328,10 +335,7 @@ impl DocumentsHost for DocumentsCtx {
         let q = self.query(&filter)?;
         let raw = self.decode(&update)?;
         let parsed = Update::parse(&raw, &self.config.limits).map_err(|e| self.denied(e))?;
-        let change = Change {
-            raw,
-            update: parsed,
-        };
+        let change = Change { update: parsed };
         let store = self.config.store.clone();
         let doc = self
             .timed(

@@ -239,8 +239,8 @@ fn with_version(filter: &Document, v: i64) -> Document {
 }
 
 /// A sort that ends in `_id`, so results are deterministic like the embedded store's.
-fn total_sort(sort: Option<&Document>) -> Document {
-    let mut s = sort.cloned().unwrap_or_default();
+fn total_sort(sort: Option<&doc_query::Sort>) -> Document {
+    let mut s = sort.map(doc_query::Sort::to_document).unwrap_or_default();
     if !s.contains_key("_id") {
         s.insert("_id", 1);
     }
@@ -260,7 +260,7 @@ impl Store for MongoStore {
     async fn find_one(&self, coll: &str, q: &Query) -> Result<Option<RawDocumentBuf>, StoreError> {
         self.bounded(
             self.coll(coll)
-                .find_one(q.raw.clone())
+                .find_one(q.filter.to_document())
                 .sort(doc! {"_id": 1})
                 .into_future(),
         )
@@ -275,20 +275,24 @@ impl Store for MongoStore {
     ) -> Result<Vec<RawDocumentBuf>, StoreError> {
         let c = self.coll(coll);
         let mut find = c
-            .find(q.raw.clone())
-            .sort(total_sort(spec.sort.as_ref().map(|(raw, _)| raw)))
+            .find(q.filter.to_document())
+            .sort(total_sort(spec.sort.as_ref()))
             .limit(i64::from(spec.limit))
             .skip(u64::from(spec.skip));
-        if let Some((raw, _)) = &spec.projection {
-            find = find.projection(raw.clone());
+        if let Some(p) = &spec.projection {
+            find = find.projection(p.to_document());
         }
         self.bounded(async { find.await?.try_collect::<Vec<_>>().await })
             .await
     }
 
     async fn count(&self, coll: &str, q: &Query) -> Result<u64, StoreError> {
-        self.bounded(self.coll(coll).count_documents(q.raw.clone()).into_future())
-            .await
+        self.bounded(
+            self.coll(coll)
+                .count_documents(q.filter.to_document())
+                .into_future(),
+        )
+        .await
     }
 
     async fn update_one(
@@ -299,14 +303,14 @@ impl Store for MongoStore {
         expected_version: Option<i64>,
     ) -> Result<RawDocumentBuf, StoreError> {
         let filter = match expected_version {
-            Some(v) => with_version(&q.raw, v),
-            None => q.raw.clone(),
+            Some(v) => with_version(&q.filter.to_document(), v),
+            None => q.filter.to_document(),
         };
         // One atomic find-and-modify with the version in the filter.
         let updated = self
             .bounded(
                 self.coll(coll)
-                    .find_one_and_update(filter, change.raw.clone())
+                    .find_one_and_update(filter, change.update.to_document())
                     .sort(doc! {"_id": 1})
                     .return_document(ReturnDocument::After)
                     .into_future(),
@@ -323,7 +327,11 @@ impl Store for MongoStore {
 
     async fn delete_one(&self, coll: &str, q: &Query) -> Result<(), StoreError> {
         let r = self
-            .bounded(self.coll(coll).delete_one(q.raw.clone()).into_future())
+            .bounded(
+                self.coll(coll)
+                    .delete_one(q.filter.to_document())
+                    .into_future(),
+            )
             .await?;
         if r.deleted_count == 0 {
             return Err(StoreError::NotFound);

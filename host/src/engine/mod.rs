@@ -364,7 +364,13 @@ pub(crate) mod tests {
     /// The documents capability on a fresh embedded store in `dir`, granting `tasks`.
     pub(crate) fn test_data(dir: &Path, metrics: &Metrics) -> DataConfig {
         DataConfig {
-            store: Arc::new(crate::data::embedded::EmbeddedStore::open(dir).expect("store")),
+            store: Arc::new(
+                crate::data::embedded::EmbeddedStore::open(
+                    dir,
+                    crate::data::embedded::tests::options(),
+                )
+                .expect("store"),
+            ),
             grants: Arc::new(["tasks".to_owned()].into_iter().collect()),
             limits: doc_query::Limits::default(),
             metrics: metrics.clone(),

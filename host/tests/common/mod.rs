@@ -83,6 +83,8 @@ pub struct Opts {
     pub data_dir: Option<PathBuf>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Open-file limit (soft and hard) to start the host under.
+    pub nofile: Option<u32>,
 }
 
 impl Opts {
@@ -92,7 +94,12 @@ impl Opts {
             data_dir: None,
             args: Vec::new(),
             env: Vec::new(),
+            nofile: None,
         }
+    }
+    pub fn nofile(mut self, n: u32) -> Self {
+        self.nofile = Some(n);
+        self
     }
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_owned());
@@ -128,7 +135,17 @@ impl Server {
             }
         };
         let guest = opts.guest.resolve();
-        let mut cmd = Command::new(HOST);
+        // `exec` keeps the host's PID the child's, for kill and terminate.
+        let mut cmd = match opts.nofile {
+            None => Command::new(HOST),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(HOST);
+                c
+            }
+        };
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--admin-listen")
