@@ -9,6 +9,7 @@
 // A build script reports failure by panicking, so `expect` is the right tool here.
 #![allow(clippy::expect_used)]
 
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -97,6 +98,19 @@ fn main() {
     println!(
         "cargo:rustc-env=APP_COMPONENT={}",
         out.join("app.wasm").display()
+    );
+    // Names the built-in component's compiled form (`host precompile --dir`).
+    let app = std::fs::read(out.join("app.wasm")).expect("reading the built component");
+    let digest: String = sha2::Sha256::digest(&app)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("cargo:rustc-env=APP_COMPONENT_DIGEST={digest}");
+    // The triple a portable (baseline CPU) `.cwasm` is compiled for.
+    println!(
+        "cargo:rustc-env=HOST_TARGET={}",
+        std::env::var("TARGET").expect("cargo sets TARGET")
     );
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = Command::new(rustc)

@@ -24,13 +24,32 @@ pub enum Command {
     /// Serve the API and the admin endpoints (the default).
     Serve,
     /// Compile a component ahead of time to a `.cwasm` that `--component` loads
-    /// without compiling (checked against this build's engine at load).
+    /// without compiling (checked against this build's engine at load). With
+    /// `--dir`, compile the built-in component into that directory, for
+    /// `--precompiled-dir`.
     Precompile {
-        /// The component (`.wasm`) to compile.
-        input: PathBuf,
+        /// The component (`.wasm`) to compile; omit it with `--dir`.
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        input: Option<PathBuf>,
         /// Where to write the compiled artifact.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[arg(short, long, required_unless_present = "dir", conflicts_with = "dir")]
+        output: Option<PathBuf>,
+        /// Compile the built-in component into this directory, under the name
+        /// `--precompiled-dir` looks for.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Use only the architecture's baseline CPU features (x86-64: SSE2), so the
+        /// artifact loads on any CPU of the architecture (images, fleets). Default:
+        /// this CPU's features.
+        #[arg(long)]
+        portable: bool,
+    },
+    /// Ask the admin port's `/readyz` (at `--admin-listen`, on loopback) and exit 0
+    /// if ready, 1 if not: the container HEALTHCHECK, with no shell or curl needed.
+    Healthcheck {
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
     },
 }
 
@@ -46,14 +65,26 @@ pub struct ServeArgs {
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// Address of the admin listener (/healthz, /readyz, /metrics).
-    #[arg(long, env = "ADMIN_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
+    /// Address of the admin listener (/healthz, /readyz, /metrics); also what
+    /// `host healthcheck` asks (on loopback when this is a wildcard address).
+    #[arg(
+        long,
+        env = "ADMIN_LISTEN_ADDR",
+        default_value = "0.0.0.0:9090",
+        global = true
+    )]
     pub admin_listen: SocketAddr,
 
     /// Component to serve: a `.wasm` component or a `.cwasm` made by `host precompile`.
     /// Default: the tasks API component built into this binary.
     #[arg(long, env = "COMPONENT_PATH")]
     pub component: Option<PathBuf>,
+
+    /// Directory holding the built-in component's compiled form (`host precompile
+    /// --dir`). Used when this engine accepts it; otherwise (another CPU, another
+    /// build) the component is compiled at start, with a warning.
+    #[arg(long, env = "PRECOMPILED_DIR")]
+    pub precompiled_dir: Option<PathBuf>,
 
     /// Collections the component may use through `documents`; all others answer
     /// `forbidden`. Comma-separated.

@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod data;
 mod engine;
+mod healthcheck;
 mod ingress;
 mod keyvalue;
 mod server;
@@ -26,7 +27,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_tracing(cli.serve.log_format);
     let result = match cli.command {
-        Some(Command::Precompile { input, output }) => precompile(&input, &output),
+        Some(Command::Precompile {
+            input,
+            output,
+            dir,
+            portable,
+        }) => precompile(
+            input.as_deref(),
+            output.as_deref(),
+            dir.as_deref(),
+            portable,
+        ),
+        Some(Command::Healthcheck { timeout_ms }) => {
+            return healthcheck::run(cli.serve.admin_listen, Duration::from_millis(timeout_ms));
+        }
         Some(Command::Serve) | None => serve(cli.serve),
     };
     match result {
@@ -50,14 +64,37 @@ fn engine_limits(args: &ServeArgs) -> engine::Limits {
     }
 }
 
-fn precompile(input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
+fn precompile(
+    input: Option<&std::path::Path>,
+    output: Option<&std::path::Path>,
+    dir: Option<&std::path::Path>,
+    portable: bool,
+) -> anyhow::Result<()> {
     let defaults = Cli::parse_from(["host"]).serve;
-    let engine = engine::build_engine(&engine_limits(&defaults))?;
-    let wasm = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let cpu = if portable {
+        engine::CpuFeatures::Baseline
+    } else {
+        engine::CpuFeatures::Native
+    };
+    let engine = engine::build_engine_for(&engine_limits(&defaults), cpu)?;
+    let (wasm, output) = match (input, output, dir) {
+        (Some(input), Some(output), None) => (
+            std::fs::read(input).with_context(|| format!("reading {}", input.display()))?,
+            output.to_owned(),
+        ),
+        (None, None, Some(dir)) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            (
+                engine::BUILTIN_COMPONENT.to_vec(),
+                dir.join(engine::builtin_cwasm_name()),
+            )
+        }
+        _ => anyhow::bail!("give either INPUT and --output, or --dir"),
+    };
     let start = Instant::now();
     let cwasm = engine::precompile(&engine, &wasm)?;
-    std::fs::write(output, &cwasm).with_context(|| format!("writing {}", output.display()))?;
-    tracing::info!(input = %input.display(), output = %output.display(), bytes = cwasm.len(), ms = start.elapsed().as_millis() as u64, "precompiled");
+    std::fs::write(&output, &cwasm).with_context(|| format!("writing {}", output.display()))?;
+    tracing::info!(output = %output.display(), bytes = cwasm.len(), portable, ms = start.elapsed().as_millis() as u64, "precompiled");
     Ok(())
 }
 
@@ -146,7 +183,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let start = Instant::now();
     let engine = engine::build_engine(&limits)?;
-    let component = engine::load_component(&engine, args.component.as_deref())?;
+    let component = match &args.component {
+        Some(path) => engine::load_component(&engine, Some(path))?,
+        None => {
+            let (component, from) = engine::load_builtin(&engine, args.precompiled_dir.as_deref())?;
+            tracing::info!(source = ?from, "built-in component loaded");
+            component
+        }
+    };
     let grants: BTreeSet<String> = args.grants.iter().cloned().collect();
     let data = data::DataConfig {
         store: store.clone(),

@@ -29,6 +29,16 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 /// The tasks API component, built by `build.rs` from `app-wasm/`.
 pub const BUILTIN_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/app.wasm"));
 
+/// The first 16 hex digits of the built-in component's SHA-256 (from `build.rs`):
+/// names its compiled form, so a stale one is never picked up.
+pub const BUILTIN_DIGEST: &str = env!("APP_COMPONENT_DIGEST");
+
+/// The file name of the built-in component's compiled form in a precompiled
+/// directory (`host precompile --dir`, `--precompiled-dir`).
+pub fn builtin_cwasm_name() -> String {
+    format!("tasks-{BUILTIN_DIGEST}-wasmtime-48.0.8.cwasm")
+}
+
 /// Largest response body a component may produce.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -84,6 +94,22 @@ impl std::error::Error for DeadlineExceeded {}
 /// and the README's performance section): pooling with keep-resident memory and
 /// pagemap scanning make a fresh instance per request cheap.
 pub fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
+    build_engine_for(limits, CpuFeatures::Native)
+}
+
+/// Which CPU features compiled code may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuFeatures {
+    /// Whatever this CPU has (the default: fastest code, valid only here and on
+    /// CPUs with at least these features).
+    Native,
+    /// The target's baseline only (x86-64: SSE2), so a `.cwasm` made on one
+    /// machine loads on any other of the same architecture. wasmtime checks at
+    /// load that every feature an artifact uses is present.
+    Baseline,
+}
+
+pub fn build_engine_for(limits: &Limits, cpu: CpuFeatures) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     let n = limits.max_instances.max(1);
     pool.total_component_instances(n)
@@ -104,6 +130,10 @@ pub fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if cpu == CpuFeatures::Baseline {
+        // An explicit target turns off the inference of the host's CPU features.
+        config.target(env!("HOST_TARGET"))?;
+    }
     Engine::new(&config).context("creating the wasmtime engine")
 }
 
@@ -114,12 +144,54 @@ pub fn precompile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
         .context("compiling the component")
 }
 
+/// Where the built-in component came from at start (logged, and for tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinSource {
+    /// Its compiled form from the precompiled directory.
+    Precompiled,
+    /// Compiled now: no precompiled directory, or no file for this component.
+    Compiled,
+    /// Compiled now because this engine refused the precompiled file (another CPU,
+    /// another wasmtime, a damaged file).
+    Refused,
+}
+
+/// The built-in component: its compiled form from `dir` when this engine accepts it,
+/// else compiled now. A refused file costs a warning and the compile time, never
+/// the start: an image precompiled on one CPU still starts on another.
+pub fn load_builtin(
+    engine: &Engine,
+    dir: Option<&Path>,
+) -> wasmtime::Result<(Component, BuiltinSource)> {
+    let compile =
+        || Component::new(engine, BUILTIN_COMPONENT).context("compiling the built-in component");
+    let Some(dir) = dir else {
+        return Ok((compile()?, BuiltinSource::Compiled));
+    };
+    let file = dir.join(builtin_cwasm_name());
+    if !file.is_file() {
+        tracing::info!(file = %file.display(), "no precompiled built-in component; compiling it");
+        return Ok((compile()?, BuiltinSource::Compiled));
+    }
+    let loaded = match Engine::detect_precompiled_file(&file) {
+        Ok(Some(wasmtime::Precompiled::Component)) => deserialize(engine, &file),
+        Ok(_) => Err(wasmtime::format_err!("not a precompiled component")),
+        Err(e) => Err(e),
+    };
+    match loaded {
+        Ok(c) => Ok((c, BuiltinSource::Precompiled)),
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = format!("{e:#}"), "this engine refused the precompiled built-in component; compiling it instead");
+            Ok((compile()?, BuiltinSource::Refused))
+        }
+    }
+}
+
 /// Load a component: the built-in one, a `.wasm` (compiled now), or a `.cwasm`
 /// (deserialized; wasmtime refuses one built by an incompatible engine).
 pub fn load_component(engine: &Engine, path: Option<&Path>) -> wasmtime::Result<Component> {
     let Some(path) = path else {
-        return Component::new(engine, BUILTIN_COMPONENT)
-            .context("compiling the built-in component");
+        return Ok(load_builtin(engine, None)?.0);
     };
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.starts_with(b"\0asm") {
@@ -471,6 +543,31 @@ pub(crate) mod tests {
         let kv =
             KeyValueConfig::open(dir.path(), &["default".to_owned()], metrics.clone()).expect("kv");
         Runtime::new(engine, &component, limits, data, Some(kv), metrics).expect("runtime");
+    }
+
+    #[test]
+    fn the_builtin_comes_from_the_precompiled_dir_or_is_compiled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = build_engine(&test_limits()).expect("engine");
+        let portable = build_engine_for(&test_limits(), CpuFeatures::Baseline).expect("engine");
+        let (_, from) = load_builtin(&engine, Some(dir.path())).expect("compiles");
+        assert_eq!(from, BuiltinSource::Compiled, "no file yet");
+        // A baseline (portable) artifact loads on this CPU's engine.
+        let file = dir.path().join(builtin_cwasm_name());
+        std::fs::write(
+            &file,
+            precompile(&portable, BUILTIN_COMPONENT).expect("precompile"),
+        )
+        .expect("write");
+        let (_, from) = load_builtin(&engine, Some(dir.path())).expect("loads");
+        assert_eq!(from, BuiltinSource::Precompiled);
+        // A file this engine refuses (here: damaged) is replaced by a compile.
+        let mut bytes = std::fs::read(&file).expect("read");
+        let n = bytes.len();
+        bytes.truncate(n / 2);
+        std::fs::write(&file, bytes).expect("write");
+        let (_, from) = load_builtin(&engine, Some(dir.path())).expect("falls back");
+        assert_eq!(from, BuiltinSource::Refused);
     }
 
     #[test]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Known-vulnerability check that works offline: cargo-audit against a RustSec
+# advisory-db snapshot, on the lock file (every crate the workspace can build,
+# the guests included) and on binaries built with cargo-auditable (exactly what
+# was linked, e.g. the one inside the image).
+#
+#   ci/audit.sh [BINARY...]
+#
+# ADVISORY_DB: the snapshot (default ../shared/advisory-db beside the clone); it is
+# copied to a temporary git repository, as cargo-audit reads one.
+# Exit codes: 0 no vulnerability, 1 a vulnerability was found or the check failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC=${ADVISORY_DB:-../shared/advisory-db}
+[ -d "$SRC/crates" ] || { echo "no advisory-db snapshot at $SRC (set ADVISORY_DB)" >&2; exit 1; }
+AUDIT=$(ci/cargo-tool.sh cargo-audit 0.22.2)
+DB=$(mktemp -d)
+trap 'rm -rf "$DB"' EXIT
+cp -r "$SRC/." "$DB/"
+git -C "$DB" init -q
+git -C "$DB" add -A
+git -C "$DB" -c user.name=ci -c user.email=ci@localhost commit -qm snapshot
+head -1 "$SRC/SNAPSHOT" 2>/dev/null || true
+"$AUDIT" audit --db "$DB" --no-fetch --file Cargo.lock
+for bin in "$@"; do
+  "$AUDIT" audit --db "$DB" --no-fetch bin "$bin"
+done

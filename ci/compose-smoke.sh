@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Bring the compose stack up with local stand-ins (ci/compose.standins.yaml: FerretDB
+# for MongoDB, Debian's Prometheus; Grafana cannot be obtained here and is not
+# started), check the API is healthy and stores through the database, Prometheus
+# scrapes the host, then take everything down with its volumes, also on failure.
+#
+#   ci/compose-smoke.sh IMAGE     # needs DOCKER_HOST; IMAGE from ci/build-image.sh
+#
+# Exit codes: 0 passed, 1 a check failed, 2 usage.
+set -euo pipefail
+IMAGE=${1:?usage: $0 IMAGE}
+cd "$(dirname "$0")/.."
+DOCKER=${DOCKER:-/usr/bin/docker}
+export DOCKER_BUILDKIT=1
+PROJECT=tasks-ci-$$
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export TASKS_API_IMAGE=$IMAGE API_PORT=$(free_port) ADMIN_PORT=$(free_port) PROMETHEUS_PORT=$(free_port) GRAFANA_PORT=$(free_port)
+COMPOSE=(docker-compose --env-file .env.example -p "$PROJECT" -f compose.yaml -f ci/compose.standins.yaml)
+
+fail() {
+  echo "FAIL: $*" >&2
+  "${COMPOSE[@]}" logs --tail 20 >&2 || true
+  exit 1
+}
+cleanup() { "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+# The stack's own file must be clean as written (with the example .env).
+docker-compose --env-file .env.example -f compose.yaml config -q
+
+# Stand-in images, rebuilt only when missing.
+if ! "$DOCKER" image inspect tasks-ci/ferretdb:1.24.2 >/dev/null 2>&1; then
+  bash tools/ferretdb/build.sh
+  ctx=$(mktemp -d)
+  cp ci/standins/ferretdb.Dockerfile "$ctx/Dockerfile"
+  cp tools/bin/ferretdb "$ctx/ferretdb"
+  mkdir "$ctx/state"
+  "$DOCKER" build --force-rm -t tasks-ci/ferretdb:1.24.2 "$ctx" >&2
+  rm -rf "$ctx"
+fi
+if ! "$DOCKER" image inspect tasks-ci/prometheus:debian >/dev/null 2>&1; then
+  "$DOCKER" build --network host --force-rm -t tasks-ci/prometheus:debian -f ci/standins/prometheus.Dockerfile ci/standins >&2
+fi
+
+"${COMPOSE[@]}" up -d --no-build tasks-api mongodb prometheus
+api=$("${COMPOSE[@]}" ps -q tasks-api)
+for _ in $(seq 1 90); do
+  [ "$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$api")" = healthy ] && break
+  sleep 1
+done
+[ "$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$api")" = healthy ] || fail "tasks-api is not healthy"
+curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" | grep -q '"store":true' || fail "the store is not reachable"
+"$DOCKER" logs "$api" 2>&1 | grep -q 'using the MongoDB store' || fail "the API is not on the database"
+id=$(curl -sf -XPOST "http://127.0.0.1:$API_PORT/api/tasks" -H 'content-type: application/json' -d '{"title":"through compose"}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') || fail "create"
+curl -sf "http://127.0.0.1:$API_PORT/api/tasks/$id" | grep -q 'through compose' || fail "read back"
+echo "tasks-api healthy on the database; created and read $id"
+
+up=""
+for _ in $(seq 1 60); do
+  up=$(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query?query=up%7Bjob%3D%22tasks-api%22%7D" \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' || true)
+  [ "$up" = 1 ] && break
+  sleep 1
+done
+[ "$up" = 1 ] || fail "Prometheus does not scrape tasks-api (up=$up)"
+n=$(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query?query=sum(http_requests_total)" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["value"][1])')
+echo "Prometheus scrapes tasks-api: up=1, http_requests_total=$n"
+echo "compose smoke test passed"
