@@ -8,6 +8,8 @@
 #
 # Exit codes: 0 passed, 1 a check failed, 2 usage.
 set -euo pipefail
+# (Pipes into grep use `grep ... >/dev/null`, not `grep -q`: -q exits at the first
+# match, the writer gets SIGPIPE, and pipefail would report the match as a failure.)
 IMAGE=${1:?usage: $0 IMAGE}
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -49,11 +51,11 @@ for _ in $(seq 1 90); do
   sleep 1
 done
 [ "$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$api")" = healthy ] || fail "tasks-api is not healthy"
-curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" | grep -q '"store":true' || fail "the store is not reachable"
-"$DOCKER" logs "$api" 2>&1 | grep -q 'using the MongoDB store' || fail "the API is not on the database"
+curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" | grep '"store":true' >/dev/null || fail "the store is not reachable"
+"$DOCKER" logs "$api" 2>&1 | grep 'using the MongoDB store' >/dev/null || fail "the API is not on the database"
 id=$(curl -sf -XPOST "http://127.0.0.1:$API_PORT/api/tasks" -H 'content-type: application/json' -d '{"title":"through compose"}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') || fail "create"
-curl -sf "http://127.0.0.1:$API_PORT/api/tasks/$id" | grep -q 'through compose' || fail "read back"
+curl -sf "http://127.0.0.1:$API_PORT/api/tasks/$id" | grep 'through compose' >/dev/null || fail "read back"
 echo "tasks-api healthy on the database; created and read $id"
 
 up=""

@@ -10,6 +10,8 @@
 #
 # Exit codes: 0 all checks passed, 1 a check failed (what and why is printed), 2 usage.
 set -euo pipefail
+# (Pipes into grep use `grep ... >/dev/null`, not `grep -q`: -q exits at the first
+# match, the writer gets SIGPIPE, and pipefail would report the match as a failure.)
 IMAGE=${1:?usage: $0 IMAGE [MAX_MB]}
 MAX_MB=${2:-40}
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -56,10 +58,10 @@ echo "image $IMAGE: ${mb} MB ($bytes bytes), layers:"
 "$DOCKER" history --format '  {{.Size}}\t{{.CreatedBy}}' "$IMAGE" | cut -c1-110
 [ "$mb" -le "$MAX_MB" ] || fail "image is $mb MB, over the $MAX_MB MB target"
 [ "$("$DOCKER" image inspect -f '{{.Config.User}}' "$IMAGE")" = "65532:65532" ] || fail "image user is not 65532:65532"
-"$DOCKER" image inspect -f '{{json .Config.Healthcheck.Test}}' "$IMAGE" | grep -q '"healthcheck"' \
+"$DOCKER" image inspect -f '{{json .Config.Healthcheck.Test}}' "$IMAGE" | grep '"healthcheck"' >/dev/null \
   || fail "HEALTHCHECK does not run the binary's healthcheck"
 for label in source revision version licenses; do
-  "$DOCKER" image inspect -f "{{ index .Config.Labels \"org.opencontainers.image.$label\" }}" "$IMAGE" | grep -q . \
+  "$DOCKER" image inspect -f "{{ index .Config.Labels \"org.opencontainers.image.$label\" }}" "$IMAGE" | grep . >/dev/null \
     || fail "OCI label $label missing"
 done
 # No shell, no package manager, no toolchain: list the filesystem without running it.
@@ -84,27 +86,27 @@ uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
 caps=$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")
 [ "$caps" = 0000000000000000 ] || fail "the process has capabilities $caps"
 echo "process uid $uid, effective capabilities $caps"
-"$DOCKER" logs "$NAME" 2>&1 | grep -q '"source":"Precompiled"' || fail "the precompiled component was not used"
-if "$DOCKER" logs "$NAME" 2>&1 | grep -q $'\x1b\\['; then fail "colour escapes in container logs"; fi
+"$DOCKER" logs "$NAME" 2>&1 | grep '"source":"Precompiled"' >/dev/null || fail "the precompiled component was not used"
+if "$DOCKER" logs "$NAME" 2>&1 | grep $'\x1b\\[' >/dev/null; then fail "colour escapes in container logs"; fi
 
 id=$(curl -sf -XPOST "http://$API/api/tasks" -H 'content-type: application/json' \
   -d '{"title":"container smoke","tags":["smoke"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') \
   || fail "create"
-curl -sf "http://$API/api/tasks/$id" | grep -q '"title":"container smoke"' || fail "read"
+curl -sf "http://$API/api/tasks/$id" | grep '"title":"container smoke"' >/dev/null || fail "read"
 curl -sf -XPATCH "http://$API/api/tasks/$id" -H 'content-type: application/merge-patch+json' \
-  -H 'if-match: "v1"' -d '{"status":"done"}' | grep -q '"status":"done"' || fail "patch"
-curl -sf "http://$API/api/tasks?status=done" | grep -q "$id" || fail "list"
+  -H 'if-match: "v1"' -d '{"status":"done"}' | grep '"status":"done"' >/dev/null || fail "patch"
+curl -sf "http://$API/api/tasks?status=done" | grep "$id" >/dev/null || fail "list"
 keep=$(curl -sf -XPOST "http://$API/api/tasks" -H 'content-type: application/json' -d '{"title":"kept"}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 [ "$(curl -s -o /dev/null -w '%{http_code}' -XDELETE "http://$API/api/tasks/$id")" = 204 ] || fail "delete"
 metrics=$(curl -sf "http://$ADMIN/metrics")
-echo "$metrics" | grep -q '^http_requests_total{.*route="/api/tasks".*status="201"' || fail "/metrics lacks the requests"
+echo "$metrics" | grep '^http_requests_total{.*route="/api/tasks".*status="201"' >/dev/null || fail "/metrics lacks the requests"
 echo "CRUD and /metrics OK"
 
 # --- a restart keeps the data ----------------------------------------------------
 "$DOCKER" restart -t 10 "$NAME" >/dev/null
 wait_healthy
 ports
-curl -sf "http://$API/api/tasks/$keep" | grep -q '"title":"kept"' || fail "the task did not survive a restart"
+curl -sf "http://$API/api/tasks/$keep" | grep '"title":"kept"' >/dev/null || fail "the task did not survive a restart"
 echo "restart kept the data"
 echo "image smoke test passed"
