@@ -110,11 +110,7 @@ pub struct FieldErrors {
 
 impl FieldErrors {
     pub fn push(&mut self, e: FieldError) {
-        if self.list.len() < MAX_REPORTED_ERRORS {
-            self.list.push(e);
-        } else {
-            self.more += 1;
-        }
+        self.push_with(|| e);
     }
 
     /// Record an error whose field name is built only if it will be shown.

@@ -318,8 +318,9 @@ async fn handle(s: &AppState, req: Request) -> Response {
     // Refuse rather than queue: a client told to retry is better than one waiting
     // on an unbounded queue.
     let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
-        s.metrics.rejected.with_label_values(&["overloaded"]).inc();
-        let mut r = problem(
+        let mut r = refuse(
+            s,
+            "overloaded",
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "Server overloaded",
@@ -360,11 +361,9 @@ fn check_head(s: &AppState, req: &Request) -> Option<Response> {
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
         + req.uri().authority().map_or(0, |a| a.as_str().len());
     if target > s.limits.max_uri_bytes {
-        s.metrics
-            .rejected
-            .with_label_values(&["uri_too_long"])
-            .inc();
-        return Some(problem(
+        return Some(refuse(
+            s,
+            "uri_too_long",
             StatusCode::URI_TOO_LONG,
             "uri-too-long",
             "Request target too long",
@@ -380,11 +379,9 @@ fn check_head(s: &AppState, req: &Request) -> Option<Response> {
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     if target + header_bytes > s.limits.max_header_bytes {
-        s.metrics
-            .rejected
-            .with_label_values(&["headers_too_large"])
-            .inc();
-        return Some(problem(
+        return Some(refuse(
+            s,
+            "headers_too_large",
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers-too-large",
             "Request headers too large",
@@ -395,6 +392,19 @@ fn check_head(s: &AppState, req: &Request) -> Option<Response> {
         ));
     }
     None
+}
+
+/// A request refused by the host: counted by reason, answered as a problem.
+fn refuse(
+    s: &AppState,
+    reason: &str,
+    status: StatusCode,
+    slug: &str,
+    title: &str,
+    detail: &str,
+) -> Response {
+    s.metrics.rejected.with_label_values(&[reason]).inc();
+    problem(status, slug, title, detail)
 }
 
 fn closing(mut r: Response) -> Response {
@@ -412,11 +422,9 @@ async fn read_limited_body(
 ) -> Result<Bytes, Response> {
     let limit = s.limits.max_body_bytes;
     let too_large = || {
-        s.metrics
-            .rejected
-            .with_label_values(&["body_too_large"])
-            .inc();
-        closing(problem(
+        closing(refuse(
+            s,
+            "body_too_large",
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "Request body too large",
@@ -443,30 +451,25 @@ async fn read_limited_body(
     match tokio::time::timeout(s.limits.body_read_timeout, read_body(body, limit)).await {
         Ok(BodyRead::Complete(b)) => Ok(b),
         Ok(BodyRead::TooLarge) => Err(too_large()),
-        Ok(BodyRead::Broken) => {
-            s.metrics.rejected.with_label_values(&["body_read"]).inc();
-            Err(problem(
-                StatusCode::BAD_REQUEST,
-                "body-read",
-                "Could not read the request body",
-                "the request body ended early or was malformed",
-            ))
-        }
-        Err(_) => {
-            s.metrics
-                .rejected
-                .with_label_values(&["body_timeout"])
-                .inc();
-            Err(closing(problem(
-                StatusCode::REQUEST_TIMEOUT,
-                "body-timeout",
-                "Request body too slow",
-                &format!(
-                    "the request body must arrive within {} ms",
-                    s.limits.body_read_timeout.as_millis()
-                ),
-            )))
-        }
+        Ok(BodyRead::Broken) => Err(refuse(
+            s,
+            "body_read",
+            StatusCode::BAD_REQUEST,
+            "body-read",
+            "Could not read the request body",
+            "the request body ended early or was malformed",
+        )),
+        Err(_) => Err(closing(refuse(
+            s,
+            "body_timeout",
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "Request body too slow",
+            &format!(
+                "the request body must arrive within {} ms",
+                s.limits.body_read_timeout.as_millis()
+            ),
+        ))),
     }
 }
 

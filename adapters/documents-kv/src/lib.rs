@@ -192,13 +192,7 @@ impl Guest for Adapter {
             .projection
             .map(|b| Projection::parse_checked(&decode(&b)?, &Limits::default()).map_err(invalid))
             .transpose()?;
-        let skip = options.skip.unwrap_or(0);
-        if skip > doc_query::MAX_FIND_SKIP {
-            return Err(Error::Invalid(format!(
-                "`skip` may be at most {}",
-                doc_query::MAX_FIND_SKIP
-            )));
-        }
+        let skip = doc_query::find_skip(options.skip).map_err(invalid)?;
         let matches = scan
             .matches(&q, false)?
             .into_iter()

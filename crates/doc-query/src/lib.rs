@@ -72,6 +72,15 @@ pub const MAX_FIND_LIMIT: u32 = 1000;
 /// documents, so this bounds its working set.
 pub const MAX_FIND_SKIP: u32 = 10_000;
 
+/// The skip a `find` runs with: as asked (none is 0), refused past [`MAX_FIND_SKIP`].
+pub fn find_skip(asked: Option<u32>) -> Result<u32, QueryError> {
+    let skip = asked.unwrap_or(0);
+    if skip > MAX_FIND_SKIP {
+        return Err(invalid(format!("`skip` may be at most {MAX_FIND_SKIP}")));
+    }
+    Ok(skip)
+}
+
 /// The limit a `find` runs with: as asked, at most [`MAX_FIND_LIMIT`].
 pub fn find_limit(asked: Option<u32>) -> u32 {
     asked.unwrap_or(MAX_FIND_LIMIT).min(MAX_FIND_LIMIT)
@@ -383,6 +392,9 @@ mod tests {
         assert_eq!(find_limit(None), MAX_FIND_LIMIT);
         assert_eq!(find_limit(Some(5)), 5);
         assert_eq!(find_limit(Some(u32::MAX)), MAX_FIND_LIMIT);
+        assert_eq!(find_skip(None), Ok(0));
+        assert_eq!(find_skip(Some(MAX_FIND_SKIP)), Ok(MAX_FIND_SKIP));
+        assert!(find_skip(Some(MAX_FIND_SKIP + 1)).is_err());
     }
 
     #[test]

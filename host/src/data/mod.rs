@@ -296,13 +296,7 @@ impl DocumentsHost for DocumentsCtx {
                     .map_err(|e| self.denied(e))?,
             ),
         };
-        let skip = options.skip.unwrap_or(0);
-        if skip > doc_query::MAX_FIND_SKIP {
-            return Err(self.denied(QueryError::Invalid(format!(
-                "`skip` may be at most {}",
-                doc_query::MAX_FIND_SKIP
-            ))));
-        }
+        let skip = doc_query::find_skip(options.skip).map_err(|e| self.denied(e))?;
         let spec = FindSpec {
             sort,
             projection,
