@@ -29,7 +29,8 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 # The plain side runs the very binary and precompiled component from the image.
 cid=$("$DOCKER" create "$IMAGE")
@@ -53,39 +54,14 @@ else
   C_API=$("$DOCKER" port "$NAME" 8080/tcp | head -1 | cut -d: -f2)
 fi
 
-seed() {
-  local api=$1 id=""
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$api/api/tasks?limit=1" >/dev/null && break; sleep 0.1; done
-  for i in $(seq 1 50); do
-    id=$(curl -sf -XPOST "http://127.0.0.1:$api/api/tasks" -H 'content-type: application/json' \
-      -d "{\"title\":\"bench $i\",\"tags\":[\"bench\"]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  done
-  echo "$id"
-}
 P_ID=$(seed "$P_API")
 C_ID=$(seed "$C_API")
-
-run() { # label url -> "req/s p50 p99"
-  wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$2" >"$WORK/$1.out"
-  python3 - "$WORK/$1.out" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def lat(p):
-    m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", t)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-if errs: sys.exit(f"non-2xx answers: {errs.group(1)}")
-print(f"{rps:.0f} {lat(50):.2f} {lat(99):.2f}")
-PY
-}
 
 echo "GET one task, wrk -t2 -c$CONNS -d$DURATION, network=$NETWORK, $ROUNDS rounds"
 printf '%-6s %-10s %10s %9s %9s\n' round side req/s p50_ms p99_ms
 for r in $(seq 1 "$ROUNDS"); do
-  read -r prps pp50 pp99 < <(run plain "http://127.0.0.1:$P_API/api/tasks/$P_ID")
-  read -r crps cp50 cp99 < <(run image "http://127.0.0.1:$C_API/api/tasks/$C_ID")
+  read -r prps pp50 pp99 < <(wrk_round "$WORK/plain.out" "http://127.0.0.1:$P_API/api/tasks/$P_ID")
+  read -r crps cp50 cp99 < <(wrk_round "$WORK/image.out" "http://127.0.0.1:$C_API/api/tasks/$C_ID")
   printf '%-6s %-10s %10s %9s %9s\n' "$r" plain "$prps" "$pp50" "$pp99"
   printf '%-6s %-10s %10s %9s %9s\n' "$r" image "$crps" "$cp50" "$cp99"
   echo "$r $prps $crps" >>"$WORK/ratios"

@@ -1,0 +1,181 @@
+"""Checks against a real control plane (tools/k8s/control-plane.sh) after .ci/run has
+deployed the production overlay, k8s/sonarqube and k8s/argocd with ci/deploy.sh:
+what the API server holds, and that it refuses what it must (PodSecurity, strict
+field validation, the CRDs' own schemas). kwok plays the kubelet, so pods reach
+Running and Ready without containers: probes and the image are proven by the
+container smoke test, not here.
+
+Needs K8S_LIVE_KUBECONFIG (and KUBECTL, the kubectl built with the server);
+skipped without it, and .ci/run fails if anything here is skipped."""
+
+import copy
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+K8S = pathlib.Path(__file__).resolve().parents[1]
+ROOT = K8S.parent
+KUBECONFIG = os.environ.get("K8S_LIVE_KUBECONFIG")
+KUBECTL = os.environ.get("KUBECTL", "kubectl")
+
+pytestmark = pytest.mark.skipif(not KUBECONFIG, reason="no live cluster (K8S_LIVE_KUBECONFIG unset)")
+
+
+def kubectl(*args, stdin=None, check=True):
+    r = subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, *args], input=stdin, capture_output=True, text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
+    return r
+
+
+def get(*args):
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def rendered(target):
+    return [d for d in yaml.safe_load_all(kubectl("kustomize", str(K8S / target)).stdout) if d]
+
+
+def apply_refused(doc, *extra):
+    """Apply one object the way ci/deploy.sh does; return the API server's refusal."""
+    r = kubectl("--warnings-as-errors", "apply", "--server-side", "--field-manager", "tasks-test", "--validate=strict",
+                *extra, "-f", "-", stdin=yaml.safe_dump(doc), check=False)
+    assert r.returncode != 0, f"the API server accepted {doc['kind']}/{doc['metadata']['name']}: {r.stdout}"
+    return r.stderr
+
+
+def production_deployment():
+    return next(d for d in rendered("overlays/production") if d["kind"] == "Deployment")
+
+
+def test_every_workload_is_rolled_out():
+    seen = []
+    for ns in ("tasks-api", "sonarqube"):
+        for kind in ("deployments", "statefulsets"):
+            for w in get(kind, "-n", ns)["items"]:
+                want = w["spec"]["replicas"]
+                st = w["status"]
+                assert st.get("readyReplicas") == want and st.get("updatedReplicas") == want, f"{ns} {w['metadata']['name']}: {st}"
+                seen.append(w["metadata"]["name"])
+    assert {"tasks-api", "sonarqube"} <= set(seen), seen
+
+
+def test_production_pods_run_as_the_manifest_says():
+    pods = get("pods", "-n", "tasks-api", "-l", "app.kubernetes.io/name=tasks-api")["items"]
+    assert len(pods) == production_deployment()["spec"]["replicas"] == 3
+    for p in pods:
+        assert p["status"]["phase"] == "Running", p["status"]
+        assert p["spec"]["securityContext"]["runAsUser"] == 65532
+        assert p["spec"]["automountServiceAccountToken"] is False
+        assert p["spec"]["nodeName"].startswith("kwok-node-")
+    # The topology spread constraint (three zones, three replicas) was honoured.
+    assert len({p["spec"]["nodeName"] for p in pods}) == 3
+
+
+def test_claims_are_bound():
+    for ns in ("sonarqube",):
+        claims = get("pvc", "-n", ns)["items"]
+        assert claims and all(c["status"]["phase"] == "Bound" for c in claims), [c["status"] for c in claims]
+
+
+def test_crd_objects_are_stored():
+    assert get("servicemonitor", "-n", "tasks-api")["items"]
+    assert get("prometheusrule", "-n", "tasks-api")["items"]
+    assert get("clusterissuer")["items"]
+    apps = get("application", "-n", "argocd")["items"]
+    assert apps and get("appproject", "-n", "argocd")["items"]
+
+
+def test_a_second_deploy_changes_nothing(tmp_path):
+    before = get("deployment", "tasks-api", "-n", "tasks-api")["metadata"]["resourceVersion"]
+    r = subprocess.run(["bash", str(ROOT / "ci" / "deploy.sh"), str(K8S / "overlays" / "production"), "60s"],
+                       env={**os.environ, "KUBECONFIG": KUBECONFIG, "KUBECTL": KUBECTL}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert get("deployment", "tasks-api", "-n", "tasks-api")["metadata"]["resourceVersion"] == before
+
+
+def test_deploy_of_a_root_container_is_refused_and_changes_nothing(tmp_path):
+    """ci/deploy.sh on an overlay that runs the app as root: PodSecurity `restricted`
+    warns on the Deployment, the dry run turns that into a refusal, and the live
+    Deployment keeps its user."""
+    overlay = tmp_path / "root-overlay"
+    overlay.mkdir()
+    shutil.copytree(K8S, tmp_path / "k8s", ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../k8s/overlays/production"],
+        "patches": [{"target": {"kind": "Deployment", "name": "tasks-api"}, "patch": yaml.safe_dump([
+            {"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/runAsUser", "value": 0},
+            {"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/runAsNonRoot", "value": False},
+        ])}],
+    }))
+    r = subprocess.run(["bash", str(ROOT / "ci" / "deploy.sh"), str(overlay), "30s"],
+                       env={**os.environ, "KUBECONFIG": KUBECONFIG, "KUBECTL": KUBECTL}, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0, r.stdout
+    assert "violate PodSecurity" in r.stderr and "nothing applied" in r.stderr, r.stderr
+    live = get("deployment", "tasks-api", "-n", "tasks-api")
+    assert live["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"] == 65532
+
+
+def test_a_bare_root_pod_is_rejected():
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root-pod", "namespace": "tasks-api"},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "securityContext": {"runAsUser": 0}}]}}
+    err = apply_refused(pod)
+    assert "violates PodSecurity" in err and "restricted" in err, err
+
+
+def test_a_privileged_container_is_rejected_even_outside_restricted_namespaces():
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged-pod", "namespace": "default"},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "securityContext": {"privileged": True}}]}}
+    err = apply_refused(pod)
+    assert "privileged" in err, err
+
+
+def test_typo_in_a_builtin_kind_is_rejected():
+    d = copy.deepcopy(production_deployment())
+    d["spec"]["replica"] = d["spec"].pop("replicas")
+    err = apply_refused(d, "--dry-run=server")
+    assert ".spec.replica: field not declared in schema" in err, err
+
+
+def crd_object(kind):
+    """One of our CRD objects under a new name: server-side apply merges into a live
+    object of the same name, whose other field manager would still own (and so keep)
+    a field deleted here."""
+    d = copy.deepcopy(next(d for t in ("overlays/production", "argocd") for d in rendered(t) if d["kind"] == kind))
+    d["metadata"]["name"] = "broken-" + d["metadata"]["name"]
+    return d
+
+
+def test_typo_in_a_crd_object_is_rejected():
+    sm = crd_object("ServiceMonitor")
+    sm["spec"]["endpoint"] = sm["spec"].pop("endpoints")
+    err = apply_refused(sm, "--dry-run=server")
+    assert ".spec.endpoint: field not declared in schema" in err, err
+
+
+# Each case with the API server's words for it. The CRDs' schemas are what is
+# checked; cert-manager's and Argo CD's webhooks and controllers, which check more,
+# do not run here.
+BROKEN = {
+    "rule-groups-string": ("PrometheusRule", lambda d: d["spec"].update(groups="not a list"), ".spec.groups: expected list"),
+    "monitor-without-selector": ("ServiceMonitor", lambda d: d["spec"].pop("selector"), 'spec.selector: Required value'),
+    "issuer-without-server": ("ClusterIssuer", lambda d: d["spec"]["acme"].pop("server"), "spec.acme.server: Required value"),
+    "application-without-project": ("Application", lambda d: d["spec"].pop("project"), "spec.project: Required value"),
+    "application-typo": ("Application", lambda d: d["spec"]["syncPolicy"]["automated"].update(selfheal=True),
+                         ".spec.syncPolicy.automated.selfheal: field not declared in schema"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_crd_schemas_reject_broken_objects(case):
+    kind, breakage, expected = BROKEN[case]
+    d = crd_object(kind)
+    breakage(d)
+    err = apply_refused(d, "--dry-run=server")
+    assert expected in err, err
