@@ -30,15 +30,35 @@ pub fn admin_app(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// What /readyz reports; also exported as `host_ready` at each scrape, so an
+/// alert sees the same answer the kubelet does.
+struct Readiness {
+    component: bool,
+    store: bool,
+    draining: bool,
+}
+
+impl Readiness {
+    async fn check(s: &AdminState) -> Self {
+        Self {
+            component: s.component_ready.load(Ordering::Relaxed),
+            draining: s.shutting_down.load(Ordering::Relaxed),
+            store: matches!(
+                tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await,
+                Ok(Ok(()))
+            ),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.component && self.store && !self.draining
+    }
+}
+
 async fn readyz(State(s): State<AdminState>) -> Response {
-    let component = s.component_ready.load(Ordering::Relaxed);
-    let draining = s.shutting_down.load(Ordering::Relaxed);
-    let store = matches!(
-        tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await,
-        Ok(Ok(()))
-    );
-    let ready = component && store && !draining;
-    let body = serde_json::json!({"ready": ready, "component": component, "store": store, "draining": draining});
+    let r = Readiness::check(&s).await;
+    let ready = r.ready();
+    let body = serde_json::json!({"ready": ready, "component": r.component, "store": r.store, "draining": r.draining});
     let status = if ready {
         StatusCode::OK
     } else {
@@ -53,6 +73,9 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
+    s.metrics
+        .ready
+        .set(i64::from(Readiness::check(&s).await.ready()));
     (
         [(
             header::CONTENT_TYPE,

@@ -64,7 +64,11 @@ pub struct MetricsInner {
     pub store_errors: IntCounterVec,
     pub data_denied: IntCounterVec,
     pub mongo_pool: IntGaugeVec,
+    pub mongo_pool_max: IntGauge,
+    pub mongo_checkout: prometheus::Histogram,
+    pub mongo_checkout_failures: IntCounterVec,
     pub mongo_commands: HistogramVec,
+    pub ready: IntGauge,
     pub connections: IntGaugeVec,
     pub connections_refused: IntCounterVec,
 }
@@ -145,6 +149,28 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let mongo_pool_max = IntGauge::new(
+            "mongodb_pool_max_connections",
+            "The MongoDB pool's configured maximum (--mongodb-max-pool-size); 0 on the embedded store.",
+        )?;
+        let mongo_checkout = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "mongodb_pool_checkout_duration_seconds",
+                "Time a store operation waited for a pooled MongoDB connection.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let mongo_checkout_failures = IntCounterVec::new(
+            Opts::new(
+                "mongodb_pool_checkout_failures_total",
+                "Connection checkouts that failed, by reason (timeout or connection_error).",
+            ),
+            &["reason"],
+        )?;
+        let ready = IntGauge::new(
+            "host_ready",
+            "1 when /readyz would answer 200 (component loaded, store reachable, not draining), else 0; evaluated at scrape time.",
+        )?;
         let mongo_commands = HistogramVec::new(
             HistogramOpts::new(
                 "mongodb_command_duration_seconds",
@@ -178,6 +204,41 @@ impl Metrics {
                 env!("HOST_RUSTC_VERSION"),
             ])
             .set(1);
+        // Counters whose labels take a few known values start at 0 for each, so
+        // that rate() and increase() see their first increment (a series born at
+        // 4 has no increase) and an alert fires on the first burst.
+        for reason in [
+            "overloaded",
+            "uri_too_long",
+            "headers_too_large",
+            "body_too_large",
+            "body_read",
+            "body_timeout",
+        ] {
+            rejected.with_label_values(&[reason]);
+        }
+        for kind in ["deadline", "memory", "trap", "bad_response"] {
+            guest_traps.with_label_values(&[kind]);
+        }
+        for reason in ["grant", "firewall"] {
+            data_denied.with_label_values(&[reason]);
+        }
+        for reason in ["timeout", "connection_error"] {
+            mongo_checkout_failures.with_label_values(&[reason]);
+        }
+        for op in [
+            "insert_one",
+            "find_one",
+            "find",
+            "count",
+            "update_one",
+            "delete_one",
+        ] {
+            // The kinds the store alerts watch (the others are the client's).
+            for kind in ["unavailable", "internal"] {
+                store_errors.with_label_values(&[op, kind]);
+            }
+        }
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -188,7 +249,15 @@ impl Metrics {
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(data_denied.clone()))?;
         registry.register(Box::new(mongo_pool.clone()))?;
+        registry.register(Box::new(mongo_pool_max.clone()))?;
+        registry.register(Box::new(mongo_checkout.clone()))?;
+        registry.register(Box::new(mongo_checkout_failures.clone()))?;
         registry.register(Box::new(mongo_commands.clone()))?;
+        registry.register(Box::new(ready.clone()))?;
+        // process_* (RSS, CPU seconds, open and max fds, start time) from /proc.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -204,7 +273,11 @@ impl Metrics {
             store_errors,
             data_denied,
             mongo_pool,
+            mongo_pool_max,
+            mongo_checkout,
+            mongo_checkout_failures,
             mongo_commands,
+            ready,
             connections,
             connections_refused,
         })))

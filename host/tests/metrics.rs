@@ -170,3 +170,85 @@ async fn health_and_readiness() {
     );
     assert_eq!(c.get(s.url("/metrics")).send().await.unwrap().status(), 404);
 }
+
+/// Series in a scrape: every sample line (comments and blank lines are not series).
+fn series(text: &str) -> usize {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
+}
+
+#[tokio::test]
+async fn series_stay_bounded_across_a_thousand_task_ids() {
+    let s = Server::start(Opts::new(Guest::App));
+    let c = client();
+    let id = |i: usize| format!("{i:024x}");
+    // Every route, method and status these requests produce, once.
+    let round = |ids: std::ops::Range<usize>| {
+        let (c, s) = (&c, &s);
+        async move {
+            for chunk in ids.collect::<Vec<_>>().chunks(50) {
+                let sent = chunk.iter().map(|&i| async move {
+                    let url = s.url(&format!("/api/tasks/{}", id(i)));
+                    let r = match i % 3 {
+                        0 => c.get(url).send().await,
+                        1 => c.delete(url).send().await,
+                        _ => {
+                            c.patch(url)
+                                .header("content-type", "application/merge-patch+json")
+                                .body(r#"{"title":"x"}"#)
+                                .send()
+                                .await
+                        }
+                    };
+                    assert_eq!(r.unwrap().status(), 404);
+                });
+                futures::future::join_all(sent).await;
+            }
+        }
+    };
+    round(0..30).await;
+    let before = common::metrics_text(&c, &s).await;
+    round(30..1000).await;
+    let after = common::metrics_text(&c, &s).await;
+    assert_eq!(
+        series(&after),
+        series(&before),
+        "970 more distinct ids added series: ids leak into labels"
+    );
+    for i in [31, 500, 999] {
+        assert!(!after.contains(&id(i)), "an id appears in /metrics");
+    }
+    let scrape = parse_prometheus(&after).expect("valid Prometheus text");
+    assert_eq!(
+        counter(
+            &scrape,
+            "http_requests_total",
+            &[("route", "/api/tasks/{id}")]
+        ),
+        1000.0
+    );
+}
+
+#[tokio::test]
+async fn process_and_readiness_metrics() {
+    let s = Server::start(Opts::new(Guest::App));
+    let c = client();
+    let scrape = parse_prometheus(&common::metrics_text(&c, &s).await).expect("valid");
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(counter(&scrape, name, &[]) > 0.0, "{name} missing or zero");
+    }
+    assert!(scrape.families.contains_key("process_cpu_seconds_total"));
+    assert_eq!(counter(&scrape, "host_ready", &[]), 1.0);
+    let pool_max = counter(&scrape, "mongodb_pool_max_connections", &[]);
+    if common::store_is_mongodb() {
+        assert!(pool_max > 0.0, "the pool's maximum is exported");
+    } else {
+        assert_eq!(pool_max, 0.0, "no pool on the embedded store");
+    }
+}

@@ -91,6 +91,16 @@ def test_crd_objects_are_stored():
     assert apps and get("appproject", "-n", "argocd")["items"]
 
 
+def test_dashboards_are_configmaps_for_the_grafana_sidecar():
+    cms = get("configmap", "-n", "monitoring", "-l", "grafana_dashboard=1")["items"]
+    names = sorted(c["metadata"]["name"] for c in cms)
+    assert names == ["tasks-api-dashboard-data", "tasks-api-dashboard-overview", "tasks-api-dashboard-process",
+                     "tasks-api-dashboard-sandbox"], names
+    for c in cms:
+        (key, text), = c["data"].items()
+        assert json.loads(text)["uid"] == key.removesuffix(".json")
+
+
 def test_a_second_deploy_changes_nothing(tmp_path):
     before = get("deployment", "tasks-api", "-n", "tasks-api")["metadata"]["resourceVersion"]
     r = subprocess.run(["bash", str(ROOT / "ci" / "deploy.sh"), str(K8S / "overlays" / "production"), "60s"],

@@ -215,6 +215,17 @@ def test_images_are_pinned_and_the_app_by_digest(rendered):
                     assert "@sha256:" in image, f"{target}: the app image must be pinned by digest: {image}"
 
 
+def test_prometheusrule_carries_the_rules_file(rendered):
+    """One source of rules: the compose Prometheus loads monitoring/rules/, Kubernetes
+    gets the same groups through the PrometheusRule in both overlays."""
+    rules = yaml.safe_load((K8S.parent / "monitoring" / "rules" / "tasks-api.rules.yaml").read_text())
+    for target in ("overlays/minikube", "overlays/production"):
+        pr = [d for d in rendered[target][1] if d["kind"] == "PrometheusRule"]
+        assert len(pr) == 1 and pr[0]["spec"]["groups"] == rules["groups"], (
+            f"{target}: run monitoring/render-prometheusrule.py after editing the rules")
+        assert [d for d in rendered[target][1] if d["kind"] == "ServiceMonitor"], target
+
+
 def test_minikube_runs_the_locally_built_image(rendered):
     """The image the README builds and loads (`tasks-api:dev`), never pulled."""
     d = next(d for t, d in all_docs(rendered) if t == "overlays/minikube" and d["kind"] == "Deployment")

@@ -10,7 +10,7 @@ use bson::{Document, RawDocumentBuf, doc};
 use futures::TryStreamExt;
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::event::EventHandler;
-use mongodb::event::cmap::CmapEvent;
+use mongodb::event::cmap::{CmapEvent, ConnectionCheckoutFailedReason};
 use mongodb::event::command::CommandEvent;
 use mongodb::options::{
     Acknowledgment, ClientOptions, ReadPreference, ReturnDocument, SelectionCriteria, WriteConcern,
@@ -95,12 +95,26 @@ impl MongoStore {
             ),
         };
         opts.write_concern = Some(WriteConcern::builder().w(w).journal(cfg.journal).build());
+        metrics.mongo_pool_max.set(i64::from(cfg.max_pool_size));
         let (pool, cmd) = (metrics.clone(), metrics.clone());
         opts.cmap_event_handler = Some(EventHandler::callback(move |e: CmapEvent| match e {
             CmapEvent::ConnectionCreated(_) => pool.mongo_pool.with_label_values(&["open"]).inc(),
             CmapEvent::ConnectionClosed(_) => pool.mongo_pool.with_label_values(&["open"]).dec(),
-            CmapEvent::ConnectionCheckedOut(_) => {
-                pool.mongo_pool.with_label_values(&["in_use"]).inc()
+            CmapEvent::ConnectionCheckedOut(e) => {
+                pool.mongo_pool.with_label_values(&["in_use"]).inc();
+                pool.mongo_checkout.observe(e.duration.as_secs_f64());
+            }
+            CmapEvent::ConnectionCheckoutFailed(e) => {
+                pool.mongo_checkout.observe(e.duration.as_secs_f64());
+                // A fixed label set: the driver's enum is non-exhaustive.
+                let reason = match e.reason {
+                    ConnectionCheckoutFailedReason::Timeout => "timeout",
+                    ConnectionCheckoutFailedReason::ConnectionError => "connection_error",
+                    _ => "other",
+                };
+                pool.mongo_checkout_failures
+                    .with_label_values(&[reason])
+                    .inc();
             }
             CmapEvent::ConnectionCheckedIn(_) => {
                 pool.mongo_pool.with_label_values(&["in_use"]).dec()

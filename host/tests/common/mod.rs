@@ -38,6 +38,11 @@ pub fn spin_mode() -> bool {
     Guest::App.resolve() == Guest::SpinApp
 }
 
+/// Whether the servers of this test run use MongoDB (`TEST_STORE=mongodb`).
+pub fn store_is_mongodb() -> bool {
+    std::env::var("TEST_STORE").as_deref() == Ok("mongodb")
+}
+
 /// A precompiled component, made once and shared by every test binary. The cache key
 /// includes the sizes and mtimes of both the host binary and the component, so a
 /// rebuild never reuses a stale artifact (wasmtime would refuse it anyway).
