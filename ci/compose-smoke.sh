@@ -69,4 +69,10 @@ done
 n=$(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query?query=sum(http_requests_total)" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["value"][1])')
 echo "Prometheus scrapes tasks-api: up=1, http_requests_total=$n"
+# The rules are mounted and loaded (monitoring/rules/, the PrometheusRule's groups).
+rules=$(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules" \
+  | python3 -c 'import json,sys; g=json.load(sys.stdin)["data"]["groups"]; print(len(g), sum(len(x["rules"]) for x in g))')
+want="$(cat monitoring/rules/*.rules.yaml | grep -c '^  - name: ') $(cat monitoring/rules/*.rules.yaml | grep -cE '^      - (record|alert): ')"
+[ "$rules" = "$want" ] || fail "Prometheus loaded groups/rules '$rules', expected '$want' from monitoring/rules/"
+echo "Prometheus loaded monitoring/rules/: $rules (groups, rules)"
 echo "compose smoke test passed"
