@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import signal
 import socket
 import subprocess
@@ -164,11 +163,8 @@ def traffic(api, fault_api, dead_api, seconds):
     return seen
 
 
-def prom_query(prom, expr, at=None):
-    q = {"query": expr}
-    if at:
-        q["time"] = str(at)
-    status, body = http("GET", f"http://{prom}/api/v1/query?" + urllib.parse.urlencode(q))
+def prom_query(prom, expr):
+    status, body = http("GET", f"http://{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
     return status, json.loads(body)
 
 
@@ -219,7 +215,7 @@ def dashboard_panels():
         for p in d.get("panels", []):
             for t in p.get("targets", []):
                 if "expr" in t:
-                    out.append((f.stem, p.get("title", "?"), p.get("description", ""), t.get("refId", "A"), t["expr"]))
+                    out.append((f.stem, p.get("title", "?"), t.get("refId", "A"), t["expr"]))
     return out
 
 
@@ -309,7 +305,7 @@ def main():
                 failures.append(f"no data: {expr} ({body.get('error', 'empty')})")
 
         panels = dashboard_panels()
-        for dash, title, desc, ref, expr in panels:
+        for n, (dash, title, ref, expr) in enumerate(panels):
             e = substitute(expr)
             status, body = prom_range(prom, e, int(t0) - 5, int(t1) + 1, 1)
             if status != 200 or body.get("status") != "success":
@@ -321,8 +317,8 @@ def main():
                 failures.append(f"{dash} / {title} [{ref}]: no data for {e}")
             if has_data and (dash, title, ref) in NO_DATA:
                 failures.append(f"{dash} / {title} [{ref}]: listed in NO_DATA but has data: update the list")
-            safe = re.sub(r"[^A-Za-z0-9]+", "-", f"{dash}-{title}-{ref}").strip("-").lower()
-            (out / f"{safe}.json").write_text(json.dumps({"dashboard": dash, "title": title, "ref": ref, "expr": e,
+            # render_dashboards.py finds a query's data by these fields, not by name.
+            (out / f"query-{n:03}.json").write_text(json.dumps({"dashboard": dash, "title": title, "ref": ref, "expr": e,
                                                           "start": int(t0) - 5, "result": body["data"]["result"]}))
 
         for name, target in (("app", admin), ("fault", fault_admin), ("store-down", dead_admin)):

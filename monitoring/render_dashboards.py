@@ -24,7 +24,16 @@ def legend(fmt, metric):
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: metric.get(m.group(1), ""), fmt or "") or json.dumps(metric)
 
 
-def render(dashboard_file, data_dir, out_dir):
+def load_data(data_dir):
+    """live_check.py's saved query results, by (dashboard uid, panel title, refId)."""
+    data = {}
+    for f in data_dir.glob("*.json"):
+        saved = json.loads(f.read_text())
+        data[(saved["dashboard"], saved["title"], saved["ref"])] = saved
+    return data
+
+
+def render(dashboard_file, data, out_dir):
     d = json.loads(dashboard_file.read_text())
     uid = d["uid"]
     panels = d["panels"]
@@ -40,11 +49,9 @@ def render(dashboard_file, data_dir, out_dir):
         ax.tick_params(labelsize=7)
         unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
         for t in p["targets"]:
-            safe = re.sub(r"[^A-Za-z0-9]+", "-", f'{uid}-{p["title"]}-{t["refId"]}').strip("-").lower()
-            f = data_dir / f"{safe}.json"
-            if not f.exists():
+            saved = data.get((uid, p["title"], t["refId"]))
+            if saved is None:
                 continue
-            saved = json.loads(f.read_text())
             for series in saved["result"]:
                 pts = [(float(ts), float(v)) for ts, v in series["values"] if v not in ("NaN", "+Inf", "-Inf")]
                 if not pts:
@@ -71,8 +78,9 @@ def main():
         sys.exit(__doc__)
     data_dir, out_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_data(data_dir)
     for f in sorted((HERE / "dashboards").glob("*.json")):
-        out, drawn = render(f, data_dir, out_dir)
+        out, drawn = render(f, data, out_dir)
         if drawn == 0:
             sys.exit(f"{out}: nothing drawn")
         print(f"{out}: {drawn} series")

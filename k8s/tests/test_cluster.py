@@ -49,6 +49,13 @@ def apply_refused(doc, *extra):
     return r.stderr
 
 
+def deploy(target, timeout):
+    """ci/deploy.sh, as .ci/run runs it, against the live cluster."""
+    return subprocess.run(["bash", str(ROOT / "ci" / "deploy.sh"), str(target), timeout],
+                          env={**os.environ, "KUBECONFIG": KUBECONFIG, "KUBECTL": KUBECTL},
+                          capture_output=True, text=True, timeout=300)
+
+
 def production_deployment():
     return next(d for d in rendered("overlays/production") if d["kind"] == "Deployment")
 
@@ -78,9 +85,8 @@ def test_production_pods_run_as_the_manifest_says():
 
 
 def test_claims_are_bound():
-    for ns in ("sonarqube",):
-        claims = get("pvc", "-n", ns)["items"]
-        assert claims and all(c["status"]["phase"] == "Bound" for c in claims), [c["status"] for c in claims]
+    claims = get("pvc", "-n", "sonarqube")["items"]
+    assert claims and all(c["status"]["phase"] == "Bound" for c in claims), [c["status"] for c in claims]
 
 
 def test_crd_objects_are_stored():
@@ -101,10 +107,9 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar():
         assert json.loads(text)["uid"] == key.removesuffix(".json")
 
 
-def test_a_second_deploy_changes_nothing(tmp_path):
+def test_a_second_deploy_changes_nothing():
     before = get("deployment", "tasks-api", "-n", "tasks-api")["metadata"]["resourceVersion"]
-    r = subprocess.run(["bash", str(ROOT / "ci" / "deploy.sh"), str(K8S / "overlays" / "production"), "60s"],
-                       env={**os.environ, "KUBECONFIG": KUBECONFIG, "KUBECTL": KUBECTL}, capture_output=True, text=True, timeout=300)
+    r = deploy(K8S / "overlays" / "production", "60s")
     assert r.returncode == 0, r.stderr
     assert get("deployment", "tasks-api", "-n", "tasks-api")["metadata"]["resourceVersion"] == before
 
@@ -124,8 +129,7 @@ def test_deploy_of_a_root_container_is_refused_and_changes_nothing(tmp_path):
             {"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/runAsNonRoot", "value": False},
         ])}],
     }))
-    r = subprocess.run(["bash", str(ROOT / "ci" / "deploy.sh"), str(overlay), "30s"],
-                       env={**os.environ, "KUBECONFIG": KUBECONFIG, "KUBECTL": KUBECTL}, capture_output=True, text=True, timeout=300)
+    r = deploy(overlay, "30s")
     assert r.returncode != 0, r.stdout
     assert "violate PodSecurity" in r.stderr and "nothing applied" in r.stderr, r.stderr
     live = get("deployment", "tasks-api", "-n", "tasks-api")

@@ -24,7 +24,9 @@ log() { echo "[control-plane] $*" >&2; }
 stop_all() {
   local pidfile=$dir/pids
   [ -f "$pidfile" ] || return 0
-  # Reverse start order: kwok and the controllers before the apiserver, etcd last.
+  # All are told to stop at once (a component that outlives its apiserver or
+  # etcd only logs errors until its own SIGTERM lands); then each is waited for,
+  # and killed after 10 s, in reverse start order.
   local pids
   pids=$(tac "$pidfile" | awk '{print $2}')
   for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
