@@ -43,7 +43,9 @@ start() { # name bin -> sets <name>_API, <name>_PID
 }
 start base "$BASE_BIN"
 start cand "$CAND_BIN"
+# shellcheck disable=SC2154 # base_API and cand_API are set by start() through printf -v
 BASE_ID=$(seed "$base_API")
+# shellcheck disable=SC2154
 CAND_ID=$(seed "$cand_API")
 
 echo "baseline:  $BASE_BIN ($(stat -c %s "$BASE_BIN") bytes)"

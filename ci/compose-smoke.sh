@@ -16,7 +16,8 @@ DOCKER=${DOCKER:-/usr/bin/docker}
 export DOCKER_BUILDKIT=1
 PROJECT=tasks-ci-$$
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-export TASKS_API_IMAGE=$IMAGE API_PORT=$(free_port) ADMIN_PORT=$(free_port) PROMETHEUS_PORT=$(free_port) GRAFANA_PORT=$(free_port)
+API_PORT=$(free_port) ADMIN_PORT=$(free_port) PROMETHEUS_PORT=$(free_port) GRAFANA_PORT=$(free_port)
+export TASKS_API_IMAGE=$IMAGE API_PORT ADMIN_PORT PROMETHEUS_PORT GRAFANA_PORT
 COMPOSE=(docker-compose --env-file .env.example -p "$PROJECT" -f compose.yaml -f ci/compose.standins.yaml)
 
 fail() {

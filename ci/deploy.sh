@@ -15,6 +15,7 @@
 #   ci/deploy.sh k8s/overlays/minikube [ROLLOUT_TIMEOUT]
 #
 # KUBECTL picks the kubectl binary (default: the one on PATH).
+# Exit codes: 0 deployed and rolled out, 1 refused or not ready in time, 2 usage.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 KUSTOMIZATION_DIR [ROLLOUT_TIMEOUT]" >&2; exit 2; }
 target=$1

@@ -15,6 +15,7 @@
 #
 # Needs Debian's prometheus package (Prometheus and promtool; installed here if
 # missing), Node/npm, and the venv with monitoring/requirements.txt.
+# Exit codes: 0 passed, 1 a check failed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

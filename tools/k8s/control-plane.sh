@@ -139,6 +139,7 @@ start() {
     log "$dir/pids exists: already running? ($0 stop $dir first)"
     exit 1
   fi
+  # shellcheck disable=SC2154 # rc is assigned inside the trap string
   trap 'rc=$?; if [ $rc -ne 0 ]; then log "start failed; stopping what was started"; stop_all; fi' EXIT
   local out
   out=$("$here/build.sh")

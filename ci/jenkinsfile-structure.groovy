@@ -1,0 +1,121 @@
+// Prints the declarative structure of a Jenkinsfile as JSON, read with Groovy's own
+// parser (no hand-written one): the top-level sections of `pipeline {}`, every stage
+// in order with the sections and steps it contains, and the `sh` scripts anywhere.
+// ci/tests/test_cicd.py asserts on it, because npm-groovy-lint checks Groovy syntax
+// only, not the declarative model (an unknown directive or a stage without `steps`
+// passes it).
+//
+//   java -cp groovy-4.0.33.jar groovy.ui.GroovyMain ci/jenkinsfile-structure.groovy Jenkinsfile
+import groovy.json.JsonOutput
+import org.codehaus.groovy.ast.ASTNode
+import org.codehaus.groovy.ast.CodeVisitorSupport
+import org.codehaus.groovy.ast.builder.AstBuilder
+import org.codehaus.groovy.ast.expr.ArgumentListExpression
+import org.codehaus.groovy.ast.expr.ClosureExpression
+import org.codehaus.groovy.ast.expr.ConstantExpression
+import org.codehaus.groovy.ast.expr.GStringExpression
+import org.codehaus.groovy.ast.expr.MethodCallExpression
+import org.codehaus.groovy.ast.stmt.BlockStatement
+import org.codehaus.groovy.ast.stmt.ExpressionStatement
+import org.codehaus.groovy.control.CompilePhase
+
+if (args.length != 1) {
+    System.err.println('usage: jenkinsfile-structure.groovy JENKINSFILE')
+    System.exit(2)
+}
+List<ASTNode> nodes = new AstBuilder().buildFromString(CompilePhase.CONVERSION, false, new File(args[0]).text)
+
+/** The method calls that are direct statements of a closure body, in order. */
+List<MethodCallExpression> calls(ClosureExpression c) {
+    def code = c.code
+    List<MethodCallExpression> out = []
+    if (code instanceof BlockStatement) {
+        code.statements.each { s ->
+            if (s instanceof ExpressionStatement && s.expression instanceof MethodCallExpression) {
+                out << (MethodCallExpression) s.expression
+            }
+        }
+    }
+    out
+}
+
+ClosureExpression closureArg(MethodCallExpression m) {
+    def a = m.arguments
+    if (a instanceof ArgumentListExpression) {
+        return a.expressions.find { it instanceof ClosureExpression } as ClosureExpression
+    }
+    null
+}
+
+String firstString(MethodCallExpression m) {
+    def a = m.arguments
+    if (a instanceof ArgumentListExpression && a.expressions) {
+        def e = a.expressions[0]
+        if (e instanceof ConstantExpression) { return e.value as String }
+        if (e instanceof GStringExpression) { return e.text }
+    }
+    null
+}
+
+/** Every `sh` call anywhere below a node, with its script text. */
+List<String> shScripts(ASTNode node) {
+    List<String> found = []
+    node.visit(new CodeVisitorSupport() {
+        @Override
+        void visitMethodCallExpression(MethodCallExpression call) {
+            if (call.methodAsString == 'sh') { found << firstString(call) }
+            super.visitMethodCallExpression(call)
+        }
+    })
+    found
+}
+
+/** Names of every method call below a node (the steps and wrappers used). */
+List<String> stepNames(ASTNode node) {
+    List<String> found = []
+    node.visit(new CodeVisitorSupport() {
+        @Override
+        void visitMethodCallExpression(MethodCallExpression call) {
+            found << call.methodAsString
+            super.visitMethodCallExpression(call)
+        }
+    })
+    found
+}
+
+def pipeline = nodes.findResult { n ->
+    if (n instanceof BlockStatement) {
+        n.statements.findResult { s ->
+            (s instanceof ExpressionStatement && s.expression instanceof MethodCallExpression
+                && s.expression.methodAsString == 'pipeline') ? s.expression : null
+        }
+    }
+} as MethodCallExpression
+if (pipeline == null) {
+    System.err.println('no `pipeline { }` block at the top level')
+    System.exit(1)
+}
+def sections = calls(closureArg(pipeline))
+def result = [sections: sections*.methodAsString, stages: [], post: [:], sh: shScripts(pipeline)]
+def stages = sections.find { it.methodAsString == 'stages' }
+if (stages != null) {
+    calls(closureArg(stages)).each { st ->
+        def body = closureArg(st)
+        def inner = body ? calls(body) : []
+        def steps = inner.find { it.methodAsString == 'steps' }
+        result.stages << [
+            call: st.methodAsString,
+            name: firstString(st),
+            sections: inner*.methodAsString,
+            steps: steps ? stepNames(steps) : [],
+            sh: body ? shScripts(body) : [],
+        ]
+    }
+}
+def post = sections.find { it.methodAsString == 'post' }
+if (post != null) {
+    calls(closureArg(post)).each { cond ->
+        result.post[cond.methodAsString] = stepNames(cond).findAll { it != cond.methodAsString }
+    }
+}
+println JsonOutput.prettyPrint(JsonOutput.toJson(result))

@@ -1,0 +1,311 @@
+"""The pipelines' wiring, checked without running them: every script a workflow or
+the Jenkinsfile names exists and is executable, every secret and credential they
+use is documented, the workflows keep their security properties, the branch
+ruleset requires real jobs, and the Jenkinsfile has the declarative structure the
+CD design needs (read with Groovy's own parser: ci/jenkinsfile-structure.groovy).
+Each check has a negative case, so it is known to fail when it should."""
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+README = (ROOT / "README.md").read_text() + (ROOT / "docs" / "cicd.md").read_text()
+SCRIPT = re.compile(r"(?<![\w/.-])(ci/[\w./-]+\.(?:sh|py))")
+EXPECTED_STAGES = ["Checkout", "Lint", "Test", "Reports for SonarQube", "SonarQube analysis",
+                   "Quality gate", "Build image", "Scan image", "Push image", "Deploy"]
+# Sections a declarative stage may hold (Jenkins' pipeline-model-definition).
+STAGE_SECTIONS = {"steps", "when", "environment", "options", "agent", "input", "tools", "post",
+                  "stages", "parallel", "matrix", "failFast"}
+PIPELINE_SECTIONS = {"agent", "options", "parameters", "environment", "triggers", "tools", "stages",
+                     "post", "libraries"}
+
+
+def load_workflow(path):
+    # PyYAML reads the key `on` as True; keep it a string.
+    text = path.read_text()
+    return yaml.load(text, Loader=yaml.BaseLoader)
+
+
+@pytest.fixture(scope="module")
+def jenkinsfile():
+    cp = subprocess.run([str(ROOT / "ci" / "groovy-classpath.sh")], check=True, capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(["java", "-cp", cp, "groovy.ui.GroovyMain", str(ROOT / "ci" / "jenkinsfile-structure.groovy"),
+                          str(ROOT / "Jenkinsfile")], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def workflow_run_scripts():
+    for path in WORKFLOWS:
+        for job_id, job in load_workflow(path)["jobs"].items():
+            for step in job.get("steps", []):
+                yield path.name, job_id, step.get("run", "")
+
+
+def scripts_named(texts):
+    return {m for t in texts for m in SCRIPT.findall(t)}
+
+
+# --- scripts -------------------------------------------------------------------
+
+def test_every_script_named_by_a_pipeline_exists_and_is_executable(jenkinsfile):
+    named = scripts_named(run for _, _, run in workflow_run_scripts()) | scripts_named(jenkinsfile["sh"])
+    assert len(named) >= 12, named
+    missing = [s for s in named if not (ROOT / s).is_file() or not os.access(ROOT / s, os.X_OK)]
+    assert not missing, f"named by a pipeline but missing or not executable: {missing}"
+
+
+def test_every_ci_script_prints_usage_and_exit_codes():
+    for script in sorted((ROOT / "ci").glob("*.sh")) + sorted((ROOT / "ci").glob("*.py")):
+        head = script.read_text()[:2500]
+        assert re.search(r"usage|^\s*#\s+ci/|^\s+ci/", head, re.I | re.M), f"{script.name}: no usage line"
+        assert re.search(r"exit code", head, re.I), f"{script.name}: exit codes not documented"
+
+
+def test_script_check_catches_a_missing_script(tmp_path):
+    assert scripts_named(["ci/no-such-step.sh --flag"]) == {"ci/no-such-step.sh"}
+    assert not (ROOT / "ci/no-such-step.sh").exists()
+
+
+# --- secrets and credentials ---------------------------------------------------
+
+def referenced_secrets(jenkinsfile):
+    names = set()
+    for path in WORKFLOWS:
+        names |= set(re.findall(r"\$\{\{\s*(?:secrets|vars)\.([A-Z0-9_]+)\s*\}\}", path.read_text()))
+    names.discard("GITHUB_TOKEN")  # GitHub's own, not created by anyone
+    jf = (ROOT / "Jenkinsfile").read_text()
+    names |= set(re.findall(r"credentialsId:\s*'([^']+)'", jf))
+    names |= set(re.findall(r"withSonarQubeEnv\('([^']+)'\)", jf))
+    # JCasC (placeholders resolved from env or secret files) and the job DSL.
+    for f in (ROOT / "jenkins" / "casc").rglob("*"):
+        if f.is_file():
+            text = "\n".join(l for l in f.read_text().splitlines() if not l.lstrip().startswith(("#", "//")))
+            names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)\}", text))
+            names |= set(re.findall(r"credentials\('([^']+)'\)", text))
+            names |= set(re.findall(r"readFile:(/run/secrets/[\w.-]+)", text))
+    return names
+
+
+def test_every_secret_and_credential_is_documented(jenkinsfile):
+    names = referenced_secrets(jenkinsfile)
+    assert {"DOCKERHUB_USERNAME", "DOCKERHUB_TOKEN", "dockerhub", "kubeconfig", "github-repo", "sonarqube"} <= names
+    undocumented = sorted(n for n in names if f"`{n}`" not in README)
+    assert not undocumented, f"used by a pipeline, not documented (in backticks) in README/docs/cicd.md: {undocumented}"
+
+
+# --- workflows -----------------------------------------------------------------
+
+def workflow_problems(wf):
+    problems = []
+    if wf.get("permissions") != {} and wf.get("permissions") != "{}":
+        problems.append("top-level permissions is not {}")
+    if "concurrency" not in wf:
+        problems.append("no concurrency group")
+    for job_id, job in wf["jobs"].items():
+        if "permissions" not in job:
+            problems.append(f"{job_id}: no job permissions")
+        if "timeout-minutes" not in job:
+            problems.append(f"{job_id}: no timeout")
+        for step in job.get("steps", []):
+            uses = step.get("uses")
+            if uses and not uses.startswith("./"):
+                if not re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", uses):
+                    problems.append(f"{job_id}: {uses} not pinned by commit SHA")
+                if uses.startswith("actions/checkout@") and step.get("with", {}).get("persist-credentials") != "false":
+                    problems.append(f"{job_id}: checkout persists credentials")
+    return problems
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_security_properties(path):
+    assert workflow_problems(load_workflow(path)) == []
+    # The pins carry the version they were resolved from.
+    for line in path.read_text().splitlines():
+        if re.search(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40}", line):
+            assert re.search(r"# v\d", line), f"pin without a version comment: {line.strip()}"
+
+
+def test_workflow_check_catches_a_tag_pin_and_missing_grants():
+    wf = copy.deepcopy(load_workflow(ROOT / ".github/workflows/ci.yml"))
+    wf["permissions"] = "write-all"
+    job = wf["jobs"]["lint"]
+    del job["timeout-minutes"]
+    job["steps"][0]["uses"] = "actions/checkout@v5"
+    problems = workflow_problems(wf)
+    assert "top-level permissions is not {}" in problems
+    assert "lint: no timeout" in problems
+    assert any("not pinned" in p for p in problems)
+
+
+def test_ci_runs_mongodb_suites_against_a_real_mongo_service():
+    wf = load_workflow(ROOT / ".github/workflows/ci.yml")
+    test = wf["jobs"]["test"]
+    assert test["services"]["mongo"]["image"].startswith("mongo:7")
+    assert any("ci/test.sh unit mongodb" in s.get("run", "") for s in test["steps"])
+
+
+def test_push_sign_and_attest_only_on_main():
+    wf = load_workflow(ROOT / ".github/workflows/ci.yml")
+    steps = wf["jobs"]["image"]["steps"]
+    push = next(s for s in steps if s.get("id") == "push")
+    assert "refs/heads/main" in push["if"] and "push" in push["if"]
+    for s in steps:
+        if "cosign" in s.get("uses", "") or "sign-image" in s.get("run", "") or "attest" in s.get("uses", ""):
+            assert s.get("if") == "steps.push.outcome == 'success'", s
+
+
+# --- branch protection ---------------------------------------------------------
+
+def ruleset_problems(ruleset, job_names):
+    problems = []
+    types = {r["type"] for r in ruleset["rules"]}
+    for needed in ("deletion", "non_fast_forward", "pull_request", "required_status_checks"):
+        if needed not in types:
+            problems.append(f"rule {needed} missing")
+    for r in ruleset["rules"]:
+        if r["type"] == "pull_request" and r["parameters"]["required_approving_review_count"] < 1:
+            problems.append("no required review")
+        if r["type"] == "required_status_checks":
+            for c in r["parameters"]["required_status_checks"]:
+                if c["context"] not in job_names:
+                    problems.append(f"required check {c['context']!r} is not a job")
+    return problems
+
+
+def ci_job_names():
+    wf = load_workflow(ROOT / ".github/workflows/ci.yml")
+    return {job.get("name", job_id) for job_id, job in wf["jobs"].items()}
+
+
+def test_ruleset_requires_real_jobs_reviews_and_no_force_push():
+    ruleset = json.loads((ROOT / ".github/rulesets/main.json").read_text())
+    assert ruleset_problems(ruleset, ci_job_names()) == []
+    required = {c["context"] for r in ruleset["rules"] if r["type"] == "required_status_checks"
+                for c in r["parameters"]["required_status_checks"]}
+    assert required == ci_job_names(), "every CI job is required, and nothing else"
+
+
+def test_ruleset_check_catches_a_renamed_job():
+    ruleset = json.loads((ROOT / ".github/rulesets/main.json").read_text())
+    names = ci_job_names() - {"lint (fmt, clippy host + wasm)"} | {"lint"}
+    assert ruleset_problems(ruleset, names) == ["required check 'lint (fmt, clippy host + wasm)' is not a job"]
+
+
+# --- Jenkinsfile ----------------------------------------------------------------
+
+def jenkinsfile_problems(s):
+    problems = []
+    unknown = set(s["sections"]) - PIPELINE_SECTIONS
+    if unknown:
+        problems.append(f"unknown pipeline sections {sorted(unknown)}")
+    names = [st["name"] for st in s["stages"]]
+    if names != EXPECTED_STAGES:
+        problems.append(f"stages {names}")
+    for st in s["stages"]:
+        if st["call"] != "stage":
+            problems.append(f"{st['call']} inside stages")
+        if "steps" not in st["sections"]:
+            problems.append(f"stage {st['name']!r} has no steps")
+        bad = set(st["sections"]) - STAGE_SECTIONS
+        if bad:
+            problems.append(f"stage {st['name']!r}: unknown sections {sorted(bad)}")
+    for script in s["sh"]:
+        lines = [l.strip() for l in (script or "").strip().splitlines() if l.strip() and l.strip() != "set +x"]
+        if not lines or not all(l.startswith("ci/") for l in lines):
+            problems.append(f"sh step not calling a ci/ script: {script!r}")
+    by = {st["name"]: st for st in s["stages"]}
+    needs = {"SonarQube analysis": {"withSonarQubeEnv"}, "Quality gate": {"timeout", "waitForQualityGate"},
+             "Push image": {"withCredentials"}, "Deploy": {"withKubeConfig"}}
+    for name, steps in needs.items():
+        if name in by and not steps <= set(by[name]["steps"]):
+            problems.append(f"stage {name!r} lacks {sorted(steps - set(by[name]['steps']))}")
+    if "always" not in s["post"] or not {"cleanWs", "sh"} <= set(s["post"]["always"]):
+        problems.append("post { always } does not clean up")
+    return problems
+
+
+def test_jenkinsfile_declarative_structure(jenkinsfile):
+    assert jenkinsfile_problems(jenkinsfile) == []
+
+
+def test_jenkinsfile_credentials_are_never_echoed():
+    text = (ROOT / "Jenkinsfile").read_text()
+    for block in re.findall(r"withCredentials\(.*?\{(.*?)\n\s{16}\}", text, re.S):
+        assert "set +x" in block
+    assert not re.search(r"echo[^\n]*(PASSWORD|TOKEN)", text)
+
+
+def test_jenkinsfile_check_catches_structural_mistakes(jenkinsfile, tmp_path):
+    s = copy.deepcopy(jenkinsfile)
+    s["stages"][1]["sections"] = ["step"]                     # typo: no `steps`
+    s["stages"][5]["steps"] = ["steps", "timeout"]            # gate without waitForQualityGate
+    s["sh"].append("cargo test")                              # a step outside ci/
+    s["sections"].append("stagess")
+    problems = jenkinsfile_problems(s)
+    assert "stage 'Lint' has no steps" in problems
+    assert "stage 'Lint': unknown sections ['step']" in problems
+    assert "stage 'Quality gate' lacks ['waitForQualityGate']" in problems
+    assert "sh step not calling a ci/ script: 'cargo test'" in problems
+    assert "unknown pipeline sections ['stagess']" in problems
+
+
+def test_structure_reader_rejects_a_file_without_pipeline(tmp_path):
+    bad = tmp_path / "Jenkinsfile"
+    bad.write_text("node { sh 'make' }\n")
+    cp = subprocess.run([str(ROOT / "ci" / "groovy-classpath.sh")], check=True, capture_output=True, text=True).stdout.strip()
+    r = subprocess.run(["java", "-cp", cp, "groovy.ui.GroovyMain", str(ROOT / "ci" / "jenkinsfile-structure.groovy"), str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "no `pipeline { }` block" in r.stderr
+
+
+# --- SonarQube gate and secret scan ---------------------------------------------
+
+def test_quality_gate_conditions_are_on_overall_code():
+    spec = json.loads((ROOT / "ci" / "sonar-quality-gate.json").read_text())
+    metrics = {c["metric"] for c in spec["conditions"]}
+    assert {"coverage", "duplicated_lines_density", "software_quality_reliability_issues",
+            "software_quality_security_issues"} <= metrics
+    assert not any(m.startswith("new_") for m in metrics)
+
+
+def test_sonar_properties_use_the_official_rust_report_keys():
+    props = dict(l.split("=", 1) for l in (ROOT / "sonar-project.properties").read_text().splitlines()
+                 if l and not l.startswith("#"))
+    assert props["sonar.rust.clippyReport.reportPaths"] and props["sonar.rust.lcov.reportPaths"]
+    assert "tools/ferretdb/vendor/**" in props["sonar.exclusions"]
+
+
+def test_secret_scan_is_clean_and_fails_on_a_planted_key(tmp_path):
+    venv = os.environ.get("VENV", str(ROOT / ".venv"))
+    env = dict(os.environ, VENV=venv)
+    clean = subprocess.run([str(ROOT / "ci" / "secret-scan.py")], capture_output=True, text=True, env=env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    # detect-secrets scans only files below the working directory.
+    plant = ROOT / "target" / "secret-scan-test"
+    plant.mkdir(parents=True, exist_ok=True)
+    try:
+        leak = plant / "leak.env"
+        # Assembled at run time, so the repository itself holds no key-shaped string.
+        key = "AKIA" + "Z3MSJV4WQXBNOP7Q"
+        leak.write_text(f'AWS_ACCESS_KEY_ID="{key}"\n')
+        r = subprocess.run([str(ROOT / "ci" / "secret-scan.py"), str(leak.relative_to(ROOT))],
+                           capture_output=True, text=True, env=env, cwd=ROOT)
+        assert r.returncode == 1 and "AWS Access Key" in r.stderr
+        assert key not in r.stdout + r.stderr
+    finally:
+        shutil.rmtree(plant)
+
+
+def test_gitignore_covers_secrets():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    for pattern in (".env", "*.pem", "*.key", "kubeconfig*"):
+        assert pattern in ignored, pattern
