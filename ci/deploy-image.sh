@@ -6,7 +6,7 @@
 #       # default overlay k8s/overlays/production
 #
 # The committed overlays keep a placeholder digest; this works on a copy of k8s/
-# and monitoring/ whose overlay gets an `images:` entry for the digest, then
+# (the overlays include nothing outside it) whose overlay gets an `images:` entry for the digest, then
 # deploys it with ci/deploy.sh (server-side dry run, apply, rollout status).
 # KUBECONFIG / KUBECTL as for ci/deploy.sh.
 # Exit codes: 0 deployed and rolled out, 1 failed, 2 usage.
@@ -22,7 +22,7 @@ if grep -E '^images:' "$OVERLAY/kustomization.yaml" >/dev/null; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -r k8s monitoring "$work/"
+cp -r k8s "$work/"
 # The base renames the image to its placeholder repository first; match that name.
 base_name=$(sed -n '/^images:/,$ s/^ *newName: *//p' k8s/base/kustomization.yaml | head -1)
 cat >>"$work/$OVERLAY/kustomization.yaml" <<YAML

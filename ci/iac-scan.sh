@@ -38,8 +38,9 @@ checkov dockerfile --framework dockerfile "${files[@]}"
 checkov github-actions --framework github_actions -d .github
 # Kubernetes as it is applied: each kustomization rendered, from a copy whose
 # git-ignored env files are made from the committed examples.
-mkdir "$OUT/src" "$OUT/k8s"
-cp -r k8s monitoring "$OUT/src/"
+mkdir -p "$OUT/src/monitoring" "$OUT/k8s"
+cp -r k8s "$OUT/src/"
+cp -r monitoring/dashboards "$OUT/src/monitoring/"
 for f in "$OUT"/src/k8s/overlays/*/*.env.example; do cp "$f" "${f%.example}"; done
 for k in k8s/overlays/minikube k8s/overlays/production k8s/sonarqube k8s/argocd monitoring/dashboards; do
   "$KUBECTL" kustomize "$OUT/src/$k" >"$OUT/k8s/$(echo "$k" | tr / _).yaml"

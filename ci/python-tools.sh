@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python tools of the checks (checkov, hadolint, yamllint, kubernetes-validate,
-# detect-secrets, zizmor, shellcheck, ansible-lint, matplotlib, pytest), pinned in
+# detect-secrets, zizmor, shellcheck, ansible, ansible-lint, matplotlib, pytest), pinned in
 # ci/requirements.txt and the lists it includes, in a venv; reinstalled only when a
 # list changes.
 #
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${1:-${VENV:-.venv}}
-REQS=(ci/requirements.txt k8s/requirements.txt monitoring/requirements.txt)
+REQS=(ci/requirements.txt k8s/requirements.txt monitoring/requirements.txt ansible/requirements.txt)
 if ! cat "${REQS[@]}" | cmp -s - "$VENV/.requirements" 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r ci/requirements.txt

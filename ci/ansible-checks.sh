@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# The Ansible link (docs/ansible.md), for real:
+#
+#   ci/ansible-checks.sh lint               # syntax check of every playbook, ansible-lint
+#                                           # (production profile, offline), yamllint, checkov
+#   ci/ansible-checks.sh converge-host      # docker + k8s_tools into a Debian 12 chroot, twice:
+#                                           # the second run must change nothing; then the result
+#   ci/ansible-checks.sh converge-cluster   # app + sonarqube against KUBECONFIG's cluster, twice,
+#                                           # from deleted namespaces; then the rendered Secrets
+#
+# Tools from $VENV (default .venv: ansible, ansible-lint, checkov, yamllint).
+# converge-host needs root (chroot), debootstrap and Debian's archive, and KUBECTL
+# (the kubectl the role installs, served on loopback). converge-cluster needs
+# KUBECONFIG and KUBECTL. Exit codes: 0 passed, 1 a check failed, 2 usage.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$ROOT/.venv}
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+export PATH="$VENV/bin:$PATH"
+export ANSIBLE_CONFIG="$ROOT/ansible/ansible.cfg"
+# Plain output: recaps are parsed below.
+export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+CACHE="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}"
+cd "$ROOT/ansible"
+
+# Runs a playbook command twice and fails unless the second run changed nothing.
+converge_twice() { # log prefix, ansible-playbook args...
+  local name=$1; shift
+  local run
+  for run in 1 2; do
+    echo "--- converge $name, run $run"
+    ansible-playbook "$@" | tee "$WORK/$name-$run.log"
+    grep -E '^\S+\s+: ok=' "$WORK/$name-$run.log" | sed 's/^/    recap: /'
+  done
+  if grep -E '^\S+\s+: ok=' "$WORK/$name-2.log" | grep -vE 'changed=0 .*failed=0' >/dev/null; then
+    echo "the second converge of $name changed something (or failed): not idempotent" >&2
+    grep -B2 -E '^changed:' "$WORK/$name-2.log" >&2 || true
+    exit 1
+  fi
+  echo "second converge of $name: changed=0"
+}
+
+case "${1:-}" in
+lint)
+  mapfile -t playbooks < <(ls site.yml docker.yml k8s-tools.yml minikube.yml app.yml monitoring.yml sonarqube.yml jenkins.yml)
+  for pb in "${playbooks[@]}" ci/*.yml; do
+    case "$pb" in ci/*-vars.yml) continue ;; esac
+    ansible-playbook --syntax-check "$pb" >/dev/null
+  done
+  echo "syntax check: ${playbooks[*]}"
+  ansible-lint --offline --profile production
+  yamllint -c "$ROOT/.yamllint.yaml" --strict .
+  out=$(checkov --framework ansible -d . --skip-download --quiet --compact 2>&1 || true)
+  echo "$out" | grep -E '^(Passed|Failed) checks' || { echo "$out"; exit 1; }
+  if echo "$out" | grep -E 'Failed checks: [1-9]' >/dev/null; then echo "$out"; exit 1; fi
+  # The bundled collections are the versions requirements.yml pins.
+  ansible-galaxy collection list --format json 2>/dev/null | python3 -c '
+import json, sys, yaml
+have = {}
+for path, cols in json.load(sys.stdin).items():
+    for name, meta in cols.items():
+        have.setdefault(name, meta["version"])
+want = yaml.safe_load(open("requirements.yml"))["collections"]
+bad = ["%s: pinned %s, installed %s" % (c["name"], c["version"], have.get(c["name"])) for c in want if have.get(c["name"]) != c["version"]]
+print("collections as pinned: " + ", ".join("%s %s" % (c["name"], c["version"]) for c in want))
+sys.exit("\n".join(bad) if bad else 0)
+'
+  ;;
+
+converge-host)
+  : "${KUBECTL:?KUBECTL must name the kubectl binary to serve}"
+  WORK=$(mktemp -d)
+  TARGET="$WORK/target"
+  MIRROR_PID=""
+  cleanup() {
+    [ -n "$MIRROR_PID" ] && kill "$MIRROR_PID" 2>/dev/null
+    for m in var/cache/apt/archives proc; do mountpoint -q "$TARGET/$m" && umount "$TARGET/$m"; done
+    rm -rf "$WORK"
+  }
+  trap cleanup EXIT
+  # The target: Debian 12 minbase from debootstrap (shared with ci/base-images.sh)
+  # plus python3, as a cloud image has it, cached once per machine.
+  BASE="$CACHE/rootfs-bookworm-ansible-target"
+  if [ ! -x "$BASE/usr/bin/python3" ]; then
+    command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
+    rm -rf "$BASE.tmp"
+    debootstrap --variant=minbase --include=python3,ca-certificates bookworm "$BASE.tmp" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 \
+      || { tail -20 "$WORK/debootstrap.log"; exit 1; }
+    # No init system runs in a chroot: package scripts must not try to start services.
+    printf '#!/bin/sh\nexit 101\n' >"$BASE.tmp/usr/sbin/policy-rc.d"
+    chmod 755 "$BASE.tmp/usr/sbin/policy-rc.d"
+    mv "$BASE.tmp" "$BASE"
+  fi
+  cp -a "$BASE" "$TARGET"
+  cp /etc/resolv.conf "$TARGET/etc/resolv.conf"
+  mount -t proc proc "$TARGET/proc"
+  # Downloaded .debs are kept between runs (Debian's archive is the slow part).
+  mkdir -p "$CACHE/apt-archives/partial"
+  mount --bind "$CACHE/apt-archives" "$TARGET/var/cache/apt/archives"
+  # The role downloads kubectl and its .sha256 from here, as it would from dl.k8s.io.
+  mkdir "$WORK/mirror"
+  cp "$KUBECTL" "$WORK/mirror/kubectl"
+  sha256sum "$WORK/mirror/kubectl" | cut -d' ' -f1 >"$WORK/mirror/kubectl.sha256"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  python3 -m http.server --bind 127.0.0.1 --directory "$WORK/mirror" "$port" >"$WORK/mirror.log" 2>&1 &
+  MIRROR_PID=$!
+  cat >"$WORK/inventory.yml" <<YAML
+all:
+  children:
+    devsecops:
+      hosts:
+        chroot-target:
+          ansible_connection: community.general.chroot
+          ansible_host: $TARGET
+          ansible_python_interpreter: /usr/bin/python3
+          ci_mirror: http://127.0.0.1:$port
+YAML
+  converge_twice host -i "$WORK/inventory.yml" -e @ci/host-vars.yml docker.yml k8s-tools.yml
+  # The result, read from the target itself.
+  in_target() { chroot "$TARGET" "$@"; }
+  in_target dpkg-query -W -f '${Package} ${Version} ${Status}\n' docker.io python3-docker python3-kubernetes | tee "$WORK/pkgs"
+  [ "$(grep -c 'install ok installed' "$WORK/pkgs")" = 3 ] || { echo "packages missing" >&2; exit 1; }
+  python3 - "$TARGET/etc/docker/daemon.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["live-restore"] is True and d["no-new-privileges"] is True and d["log-opts"]["max-size"] == "10m", d
+print("daemon.json:", json.dumps(d, sort_keys=True))
+PY
+  [ "$(stat -c '%a %U' "$TARGET/etc/docker/daemon.json")" = "644 root" ]
+  in_target getent group docker | grep -E '(:|,)deploy(,|$)' >/dev/null || { echo "deploy is not in the docker group" >&2; exit 1; }
+  in_target kubectl version --client | head -1
+  in_target kubectl version --client | grep 'v1.33.13' >/dev/null
+  echo "host roles converged: packages, daemon.json, docker group, kubectl verified"
+  ;;
+
+converge-cluster)
+  : "${KUBECONFIG:?}" "${KUBECTL:?}"
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
+  export ANSIBLE_CI_BUILD_DIR="$WORK/build"
+  # A vault made the way a user makes theirs (vault.example.yml, real values,
+  # encrypted), with a password that exists only for this run.
+  python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$WORK/vault-pass"
+  mongo_pw="ci-$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+  sed "s|^vault_mongodb_password: .*|vault_mongodb_password: $mongo_pw|" vault.example.yml >"$WORK/vault.yml"
+  ansible-vault encrypt --vault-password-file "$WORK/vault-pass" "$WORK/vault.yml" >/dev/null
+  head -1 "$WORK/vault.yml"
+  cat >"$WORK/inventory.yml" <<YAML
+all:
+  children:
+    devsecops:
+      hosts:
+        ci-controller:
+          ansible_connection: local
+          ansible_python_interpreter: $VENV/bin/python
+YAML
+  # From nothing: the namespaces earlier stages deployed into are deleted first.
+  "$KUBECTL" delete namespace tasks-api sonarqube --ignore-not-found --timeout 120s
+  converge_twice cluster -i "$WORK/inventory.yml" -e @ci/cluster-vars.yml -e @"$WORK/vault.yml" \
+    --vault-password-file "$WORK/vault-pass" app.yml sonarqube.yml
+  # The Secrets the overlay generated from the vault's values, read back from the API server.
+  "$KUBECTL" get secrets -n tasks-api -o json | python3 -c '
+import base64, json, sys
+pw = sys.argv[1]
+items = {s["metadata"]["name"]: s for s in json.load(sys.stdin)["items"]}
+def data(prefix, key):
+    (name,) = [n for n in items if n.startswith(prefix + "-")]
+    return base64.b64decode(items[name]["data"][key]).decode()
+assert data("mongodb-auth", "password") == pw, "mongodb-auth password is not the vault value"
+uri = data("tasks-api-mongodb", "uri")
+assert f"tasks:{pw}@mongodb-0.mongodb.tasks-api.svc.cluster.local" in uri, "uri does not carry the vault value"
+print("Secrets rendered from the vault: mongodb-auth, tasks-api-mongodb (values match, not printed)")
+' "$mongo_pw"
+  "$KUBECTL" get deployment/tasks-api statefulset/mongodb -n tasks-api
+  "$KUBECTL" get statefulset/sonarqube -n sonarqube
+  ;;
+
+*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+esac
