@@ -128,8 +128,11 @@ print("daemon.json:", json.dumps(d, sort_keys=True))
 PY
   [ "$(stat -c '%a %U' "$TARGET/etc/docker/daemon.json")" = "644 root" ]
   in_target getent group docker | grep -E '(:|,)deploy(,|$)' >/dev/null || { echo "deploy is not in the docker group" >&2; exit 1; }
-  in_target kubectl version --client | head -1
-  in_target kubectl version --client | grep 'v1.33.13' >/dev/null
+  # Whole outputs into variables: a reader that stops early (head, grep -q) would
+  # SIGPIPE the writer, and pipefail would fail the run on it.
+  client=$(in_target kubectl version --client)
+  echo "${client%%$'\n'*}"
+  case "$client" in *v1.33.13*) ;; *) echo "kubectl in the target is not v1.33.13" >&2; exit 1 ;; esac
   echo "host roles converged: packages, daemon.json, docker group, kubectl verified"
   ;;
 

@@ -24,7 +24,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r k8s "$work/"
 # The base renames the image to its placeholder repository first; match that name.
-base_name=$(sed -n '/^images:/,$ s/^ *newName: *//p' k8s/base/kustomization.yaml | head -1)
+base_name=$(sed -n '/^images:/,$ { s/^ *newName: *//p; }' k8s/base/kustomization.yaml | sed -n 1p)
 cat >>"$work/$OVERLAY/kustomization.yaml" <<YAML
 images:
   - name: $base_name

@@ -33,7 +33,7 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   [ "$(id -u)" = 0 ] || SUDO=sudo
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus >/dev/null
 fi
-promtool --version 2>&1 | head -1
+promtool --version 2>&1 | sed -n 1p
 [ -f "$FAULT" ] || { echo "no fault component at $FAULT (it is built with the host)" >&2; exit 1; }
 
 step "promtool: configs, rules, rule unit tests"

@@ -57,7 +57,7 @@ start)
   chown -R 65534:65534 "$DIR/data" "$DIR/temp" "$DIR/logs" "$DIR/server/extensions"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   java=$(java_bin)
-  "$java" -version 2>&1 | head -1 >&2
+  "$java" -version 2>&1 | sed -n 1p >&2   # sed reads to the end: no SIGPIPE
   (
     cd "$DIR/server"
     exec setpriv --reuid=65534 --regid=65534 --clear-groups \

@@ -15,7 +15,7 @@ ACTIONLINT=$(ci/go-tool.sh github.com/rhysd/actionlint/cmd/actionlint v1.7.12)
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 PATH="$VENV/bin:$PATH"
 command -v shellcheck >/dev/null || { echo "shellcheck missing from $VENV" >&2; exit 1; }
-"$ACTIONLINT" -version | head -1
+"$ACTIONLINT" -version | sed -n 1p
 "$ACTIONLINT" -shellcheck "$(command -v shellcheck)" .github/workflows/*.yml
 echo "actionlint: clean"
 zizmor --offline --persona regular --no-progress .github/workflows/

@@ -108,8 +108,15 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar():
 
 
 def test_a_second_deploy_changes_nothing():
-    before = get("deployment", "tasks-api", "-n", "tasks-api")["metadata"]["resourceVersion"]
-    r = deploy(K8S / "overlays" / "production", "60s")
+    """The same deploy again: production went in through ci/deploy-image.sh (the
+    Jenkinsfile's Deploy stage) with an image digest, so the same script and digest."""
+    live = get("deployment", "tasks-api", "-n", "tasks-api")
+    before = live["metadata"]["resourceVersion"]
+    image = live["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert "@sha256:" in image, image
+    r = subprocess.run(["bash", str(ROOT / "ci" / "deploy-image.sh"), image, "k8s/overlays/production", "60s"],
+                       env={**os.environ, "KUBECONFIG": KUBECONFIG, "KUBECTL": KUBECTL},
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert get("deployment", "tasks-api", "-n", "tasks-api")["metadata"]["resourceVersion"] == before
 
