@@ -9,6 +9,9 @@
 #   ci/sonarqube.sh token DIR       # replaces admin/admin by a random password, prints an admin user token
 #   ci/sonarqube.sh stop DIR        # stops it by PID (also a half-started one)
 #
+# Elasticsearch's disk watermarks are off: they are percentages of the whole disk
+# (90 % used = no shard allocated), so on a large shared build disk a tiny,
+# throw-away index was refused and SonarQube stopped (seen in .ci/run at 91 %).
 # It runs as `nobody`: Elasticsearch refuses root, and SonarQube then exits 0
 # anyway, so root would look like a slow start that never ends.
 # SONAR_VERSION overrides the pinned version; SONAR_JAVA the Java it runs on
@@ -70,6 +73,7 @@ start)
       -Dsonar.path.data="$DIR/data" -Dsonar.path.temp="$DIR/temp" -Dsonar.path.logs="$DIR/logs" \
       -Dsonar.web.javaOpts="-Xmx512m -Xms128m" -Dsonar.ce.javaOpts="-Xmx512m -Xms128m" \
       -Dsonar.search.javaOpts="-Xmx512m -Xms512m -XX:MaxDirectMemorySize=256m" \
+      -Dsonar.search.javaAdditionalOpts="-Dcluster.routing.allocation.disk.threshold_enabled=false" \
       -Dsonar.telemetry.enable=false -Dsonar.updatecenter.activate=false
   ) >"$DIR/console.log" 2>&1 &
   echo $! >"$DIR/pid"
