@@ -71,7 +71,14 @@ k "${apply[@]}"
 
 while read -r workload ns; do
   log "waiting for $workload in $ns (timeout $timeout)"
-  "$KUBECTL" rollout status "$workload" -n "$ns" --timeout "$timeout"
+  if ! "$KUBECTL" rollout status "$workload" -n "$ns" --timeout "$timeout"; then
+    # Enough state to explain a stuck rollout without the cluster (CI stops it).
+    log "not ready in time: pods, claims, volumes and recent events of $ns"
+    "$KUBECTL" get pods,pvc -n "$ns" -o wide >&2 || true
+    "$KUBECTL" get pv -o wide >&2 || true
+    "$KUBECTL" get events -n "$ns" --sort-by=.lastTimestamp 2>/dev/null | tail -n 30 >&2 || true
+    exit 1
+  fi
 done <"$work/workloads"
 
 log "summary: $(grep -c '^kind: ' "$work/all.yaml") objects applied, $(wc -l <"$work/workloads") workloads rolled out, in $((SECONDS - t0)) s"
