@@ -57,30 +57,27 @@ String firstString(MethodCallExpression m) {
     null
 }
 
-/** Every `sh` call anywhere below a node, with its script text. */
-List<String> shScripts(ASTNode node) {
-    List<String> found = []
+/** Every method call anywhere below a node, in source order. */
+List<MethodCallExpression> callsBelow(ASTNode node) {
+    List<MethodCallExpression> found = []
     node.visit(new CodeVisitorSupport() {
         @Override
         void visitMethodCallExpression(MethodCallExpression call) {
-            if (call.methodAsString == 'sh') { found << firstString(call) }
+            found << call
             super.visitMethodCallExpression(call)
         }
     })
     found
 }
 
+/** Every `sh` call anywhere below a node, with its script text. */
+List<String> shScripts(ASTNode node) {
+    callsBelow(node).findAll { it.methodAsString == 'sh' }.collect { firstString(it) }
+}
+
 /** Names of every method call below a node (the steps and wrappers used). */
 List<String> stepNames(ASTNode node) {
-    List<String> found = []
-    node.visit(new CodeVisitorSupport() {
-        @Override
-        void visitMethodCallExpression(MethodCallExpression call) {
-            found << call.methodAsString
-            super.visitMethodCallExpression(call)
-        }
-    })
-    found
+    callsBelow(node)*.methodAsString
 }
 
 def pipeline = nodes.findResult { n ->
