@@ -12,15 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=${ADVISORY_DB:-../shared/advisory-db}
-[ -d "$SRC/crates" ] || { echo "no advisory-db snapshot at $SRC (set ADVISORY_DB)" >&2; exit 1; }
 AUDIT=$(ci/cargo-tool.sh cargo-audit 0.22.2)
 DB=$(mktemp -d)
 trap 'rm -rf "$DB"' EXIT
-cp -r "$SRC/." "$DB/"
-git -C "$DB" init -q
-git -C "$DB" add -A
-git -C "$DB" -c user.name=ci -c user.email=ci@localhost commit -qm snapshot
-head -1 "$SRC/SNAPSHOT" 2>/dev/null || true
+ci/advisory-db.sh "$SRC" "$DB"
 "$AUDIT" audit --db "$DB" --no-fetch --file Cargo.lock
 for bin in "$@"; do
   "$AUDIT" audit --db "$DB" --no-fetch bin "$bin"

@@ -18,18 +18,11 @@ DENY=$(ci/cargo-tool.sh cargo-deny 0.20.2)
 # (crates.io only; a no-op when cached), so the check itself can run offline.
 cargo fetch --locked --quiet
 if [ -n "${ADVISORY_DB:-}" ]; then
-  [ -d "$ADVISORY_DB/crates" ] || { echo "no advisory-db at $ADVISORY_DB" >&2; exit 1; }
   DB=$(mktemp -d)
   trap 'rm -rf "$DB"' EXIT
   # cargo-deny names the database directory after the URL it would fetch.
-  dest="$DB/advisory-db-3157b0e258782691"
+  ci/advisory-db.sh "$ADVISORY_DB" "$DB/advisory-db-3157b0e258782691"
   export TASKS_DENY_DB="$DB"
-  mkdir -p "$dest"
-  cp -r "$ADVISORY_DB/." "$dest/"
-  git -C "$dest" init -q
-  git -C "$dest" add -A
-  git -C "$dest" -c user.name=ci -c user.email=ci@localhost commit -qm snapshot
-  head -1 "$ADVISORY_DB/SNAPSHOT" 2>/dev/null || true
   "$DENY" --offline check "$@"
   exit 0
 fi
