@@ -13,7 +13,7 @@ for step in "$@"; do
     fmt) cargo fmt --all -- --check ;;
     clippy-host) cargo clippy --locked --all-targets -- -D warnings ;;
     clippy-wasm)
-      cargo clippy --locked --target wasm32-wasip2 --profile wasm -p app-wasm -p fault-wasm -p documents-kv -- -D warnings ;;
+      cargo clippy --locked --target wasm32-wasip2 --profile wasm -p app-wasm -p fault-wasm -p documents-kv -p hello-wasm -- -D warnings ;;
     *) echo "usage: $0 [fmt|clippy-host|clippy-wasm]..." >&2; exit 2 ;;
   esac
 done

@@ -312,14 +312,16 @@ fn patch(req: &Request, id: &str) -> Outcome {
         return Err(Problem::new(Kind::NotFound, "no such task"));
     };
     let current = stored_task(&d)?;
+    // Field rules are per field, so validating the patch merged onto the current
+    // task and then writing only the patched fields is valid whatever else changed
+    // meanwhile: an unconditional patch needs no read-modify-write retry loop.
+    // An invalid patch is refused before If-Match is looked at: re-reading the
+    // task would not make it valid, so the client learns what to fix first.
+    let fields = current.merge_patch(&body).map_err(Problem::validation)?;
     let precondition = header(req, "if-match").map(|h| if_match(h, current.version));
     if precondition == Some(IfMatch::Stale) {
         return Err(stale(current.version));
     }
-    // Field rules are per field, so validating the patch merged onto the current
-    // task and then writing only the patched fields is valid whatever else changed
-    // meanwhile: an unconditional patch needs no read-modify-write retry loop.
-    let fields = current.merge_patch(&body).map_err(Problem::validation)?;
     let all = fields.to_bson();
     let mut set = Document::new();
     for key in body.keys() {

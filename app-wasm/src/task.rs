@@ -61,7 +61,7 @@ impl Fields {
     fn set(&mut self, key: &str, v: &Value, errors: &mut FieldErrors) {
         match key {
             "title" => match v {
-                Value::String(s) if s.trim().is_empty() => {
+                Value::String(s) if is_blank(s) => {
                     errors.push(FieldError::new("title", "must not be blank"));
                 }
                 Value::String(s) if s.chars().count() > TITLE_MAX_CHARS => {
@@ -90,7 +90,7 @@ impl Fields {
                     "must be one of todo, doing, done",
                 )),
             },
-            "priority" => match v.as_i64() {
+            "priority" => match json_integer(v) {
                 Some(p @ 1..=5) => self.priority = p as i32,
                 _ => errors.push(FieldError::new(
                     "priority",
@@ -233,7 +233,7 @@ const DUE_MIN_MILLIS: i64 = -62_135_596_800_000;
 const DUE_MAX_MILLIS: i64 = 253_402_300_799_999;
 
 fn valid_tag(t: &str) -> bool {
-    !t.trim().is_empty() && t.chars().count() <= TAG_MAX_CHARS
+    !is_blank(t) && t.chars().count() <= TAG_MAX_CHARS
 }
 
 /// RFC 3339 in UTC with exactly three fractional digits. bson prints the shortest
@@ -341,6 +341,41 @@ pub fn if_match(header: &str, version: i64) -> IfMatch {
     }
 }
 
+/// Blank as the OpenAPI document's `"pattern": "\\S"` means it: only ECMA-262
+/// whitespace (JSON Schema patterns are ECMA-262 regexes). Rust's `trim` uses
+/// Unicode's White_Space, which also counts U+0085 (NEL) but not U+FEFF, so a
+/// title of two NELs was schema-valid yet refused (found by schemathesis).
+fn is_blank(s: &str) -> bool {
+    s.chars().all(|c| {
+        matches!(
+            c,
+            '\t' | '\n'
+                | '\u{b}'
+                | '\u{c}'
+                | '\r'
+                | ' '
+                | '\u{a0}'
+                | '\u{1680}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
+        ) || ('\u{2000}'..='\u{200a}').contains(&c)
+    })
+}
+
+/// An integer in JSON Schema's sense: `1.0` is the integer 1 (the OpenAPI
+/// document's `"type": "integer"`, and what a JavaScript client may well send).
+fn json_integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+            .map(|f| f as i64)
+    })
+}
+
 /// `If-None-Match` uses the weak comparison (RFC 9110, 13.1.2): `W/"v3"` names v3 too.
 pub fn if_none_match(header: &str, version: i64) -> bool {
     let want = etag(version);
@@ -378,6 +413,36 @@ mod tests {
             "title", "priority", "status", "tags[1]", "due", "version", "extra",
         ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn blank_is_ecma_262_whitespace_as_in_the_schema_pattern() {
+        for blank in ["", " ", "\t\n", "\u{feff}", "\u{3000}\u{2009}"] {
+            let errs = Fields::from_json(&obj(json!({"title": blank}))).unwrap_err();
+            assert_eq!(errs.fields().collect::<Vec<_>>(), ["title"], "{blank:?}");
+        }
+        // U+0085 matches `\S` in ECMA-262: a title, and a tag.
+        let f =
+            Fields::from_json(&obj(json!({"title": "\u{85}\u{85}", "tags": ["\u{85}"]}))).unwrap();
+        assert_eq!(f.tags, ["\u{85}"]);
+    }
+
+    #[test]
+    fn priority_is_an_integer_in_json_schemas_sense() {
+        // Found by schemathesis: `1.0` is a valid `"type": "integer"`.
+        let f = Fields::from_json(&obj(json!({"title": "x", "priority": 1.0}))).unwrap();
+        assert_eq!(f.priority, 1);
+        for bad in [
+            json!(1.5),
+            json!(0),
+            json!(6),
+            json!(5.000001),
+            json!(1e300),
+            json!("2"),
+        ] {
+            let errs = Fields::from_json(&obj(json!({"title": "x", "priority": bad}))).unwrap_err();
+            assert_eq!(errs.fields().collect::<Vec<_>>(), ["priority"], "{bad}");
         }
     }
 

@@ -86,6 +86,17 @@ pub struct ServeArgs {
     #[arg(long, env = "PRECOMPILED_DIR")]
     pub precompiled_dir: Option<PathBuf>,
 
+    /// Where compiled components are kept between starts, so a restart loads the
+    /// compiled form instead of compiling again. Default: `compile-cache` in the
+    /// data directory. Must belong to this user and be writable by nobody else;
+    /// entries are checked (SHA-256, then wasmtime's engine check) before use.
+    #[arg(long, env = "COMPILE_CACHE_DIR")]
+    pub compile_cache_dir: Option<PathBuf>,
+
+    /// Compile at every start instead of using the compile cache.
+    #[arg(long, env = "NO_COMPILE_CACHE")]
+    pub no_compile_cache: bool,
+
     /// Collections the component may use through `documents`; all others answer
     /// `forbidden`. Comma-separated.
     #[arg(

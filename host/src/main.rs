@@ -2,6 +2,7 @@
 //! stop. See README.md for the architecture.
 
 mod admin;
+mod bench_native;
 mod config;
 mod data;
 mod engine;
@@ -194,10 +195,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let start = Instant::now();
     let engine = engine::build_engine(&limits)?;
+    let cache = compile_cache(&args);
     let component = match &args.component {
-        Some(path) => engine::load_component(&engine, Some(path))?,
+        Some(path) => engine::load_component(&engine, Some(path), cache.as_ref())?,
         None => {
-            let (component, from) = engine::load_builtin(&engine, args.precompiled_dir.as_deref())?;
+            let (component, from) =
+                engine::load_builtin(&engine, args.precompiled_dir.as_deref(), cache.as_ref())?;
             tracing::info!(source = ?from, "built-in component loaded");
             component
         }
@@ -275,4 +278,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(store.flush()).context("flushing the store")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The compile cache, unless turned off. One that cannot be used is a warning,
+/// not a failed start: the component is then compiled as without a cache.
+fn compile_cache(args: &ServeArgs) -> Option<engine::CompileCache> {
+    if args.no_compile_cache {
+        return None;
+    }
+    let dir = args
+        .compile_cache_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("compile-cache"));
+    engine::CompileCache::open(&dir)
+        .inspect_err(|e| tracing::warn!(error = %e, "compile cache not used"))
+        .ok()
 }

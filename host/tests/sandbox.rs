@@ -195,3 +195,81 @@ async fn bad_component_artifacts_fail_fast_with_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bogus.cwasm"), "{err}");
 }
+
+#[tokio::test]
+async fn guest_observes_none_of_the_hosts_configuration_or_secrets() {
+    // A MongoDB URI with credentials (a closed port: the host starts and serves
+    // without it), secrets in the environment and a secret file: everything a
+    // deployment gives the host. The guest dumps all WASI lets it observe.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let password = "Mongo-Pa55word-6f1c2e";
+    let uri = format!("mongodb://tasks-admin:{password}@127.0.0.1:{port}/?authSource=admin");
+    let secret_dir = tempfile::tempdir().unwrap();
+    let token_file = secret_dir.path().join("api-token");
+    std::fs::write(&token_file, "file-secret-9b7d").unwrap();
+    let s = Server::start(
+        Opts::new(Guest::Fault)
+            .env("MONGODB_URI", &uri)
+            .env("MONGODB_DATABASE", "tasks_secret_db")
+            .env("API_TOKEN_FILE", token_file.to_str().unwrap())
+            .env("SUPER_SECRET_TOKEN", "env-secret-3a8e"),
+    );
+    let c = client();
+    let first = get_json(&c, &s, "/fault/observe").await;
+    let second = get_json(&c, &s, "/fault/observe").await;
+
+    assert_eq!(
+        first["env"],
+        serde_json::json!([]),
+        "no environment: {first}"
+    );
+    assert_eq!(
+        first["args"],
+        serde_json::json!([]),
+        "no arguments: {first}"
+    );
+    assert_eq!(first["initial_cwd"], serde_json::Value::Null, "{first}");
+    assert_eq!(
+        first["preopens"],
+        serde_json::json!([]),
+        "no directories: {first}"
+    );
+
+    let dump = format!("{first}{second}");
+    let data_dir = s.data_dir.display().to_string();
+    let secret_dir = secret_dir.path().display().to_string();
+    for needle in [
+        uri.as_str(),
+        password,
+        "tasks-admin",
+        "mongodb",
+        "tasks_secret_db",
+        "file-secret-9b7d",
+        "env-secret-3a8e",
+        "SUPER_SECRET_TOKEN",
+        data_dir.as_str(),
+        secret_dir.as_str(),
+        s.api.trim_start_matches("http://"),
+        s.admin.trim_start_matches("http://"),
+    ] {
+        assert!(
+            !dump.contains(needle),
+            "the guest observed {needle:?}: {dump}"
+        );
+    }
+
+    // Clocks are the real ones (a handler needs the date); they carry nothing else.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let wall = first["wall_clock_secs"].as_u64().unwrap();
+    assert!(now.abs_diff(wall) < 300, "wall clock {wall} vs {now}");
+    // A fresh instance per request: nothing random is carried from one to the next.
+    for k in ["random", "insecure_random", "insecure_seed"] {
+        assert_ne!(first[k], second[k], "{k} repeated across requests");
+        assert_eq!(first[k].as_str().unwrap().len(), 32, "{k}");
+    }
+}

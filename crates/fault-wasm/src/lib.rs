@@ -85,6 +85,7 @@ async fn handle(req: Request) -> Response {
                 format!(r#"{{"vars":[{}],"args":{args}}}"#, names.join(",")),
             )
         }
+        "/fault/observe" => observe(),
         "/fault/file" => {
             let path = query_param(&req, "path").unwrap_or("/etc/passwd");
             let read = std::fs::read(path).map(|b| b.len());
@@ -170,4 +171,42 @@ async fn handle(req: Request) -> Response {
         }
         _ => reply(404, r#"{"outcome":"no such fault"}"#.into()),
     }
+}
+
+/// Everything WASI lets a component learn about where it runs, read through the
+/// WASI interfaces themselves rather than std's view of them: environment, arguments,
+/// working directory, preopened directories, clocks and randomness. The secret
+/// isolation test asserts that none of the host's configuration shows up here.
+fn observe() -> Response {
+    use wasip2::cli::environment;
+    use wasip2::clocks::{monotonic_clock, wall_clock};
+    use wasip2::filesystem::preopens;
+    use wasip2::random::{insecure, insecure_seed, random};
+
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let list = |v: Vec<String>| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(",");
+    let env: Vec<String> = environment::get_environment()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let preopens: Vec<String> = preopens::get_directories()
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect();
+    let wall = wall_clock::now();
+    let (seed_lo, seed_hi) = insecure_seed::insecure_seed();
+    let body = format!(
+        r#"{{"env":[{}],"args":[{}],"initial_cwd":{},"preopens":[{}],"wall_clock_secs":{},"wall_clock_resolution_ns":{},"monotonic_ns":{},"monotonic_resolution_ns":{},"random":{},"insecure_random":{},"insecure_seed":"{seed_lo:016x}{seed_hi:016x}"}}"#,
+        list(env),
+        list(environment::get_arguments()),
+        environment::initial_cwd().map_or("null".into(), |c| quote(&c)),
+        list(preopens),
+        wall.seconds,
+        wall_clock::resolution().nanoseconds,
+        monotonic_clock::now(),
+        monotonic_clock::resolution(),
+        quote(&hex(&random::get_random_bytes(16))),
+        quote(&hex(&insecure::get_insecure_random_bytes(16))),
+    );
+    reply(200, body)
 }

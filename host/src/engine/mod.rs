@@ -2,8 +2,10 @@
 //! compiled (or loaded precompiled) once and pre-instantiated, and a fresh `Store` and
 //! instance for every request with its own memory limit and wall-clock deadline.
 
+mod cache;
 mod host;
 
+pub use cache::{CacheOutcome, CompileCache};
 pub use host::Host;
 
 use crate::data::DataConfig;
@@ -38,6 +40,11 @@ pub const BUILTIN_DIGEST: &str = env!("APP_COMPONENT_DIGEST");
 pub fn builtin_cwasm_name() -> String {
     format!("tasks-{BUILTIN_DIGEST}-wasmtime-48.0.8.cwasm")
 }
+
+/// Epoch ticks after which a guest counts as long-running and gives way more.
+const LONG_RUNNING_TICKS: u32 = 10;
+/// Yields per tick of a long-running guest.
+const LONG_RUNNING_YIELDS: u32 = 4;
 
 /// Largest response body a component may produce.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -149,6 +156,8 @@ pub fn precompile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
 pub enum BuiltinSource {
     /// Its compiled form from the precompiled directory.
     Precompiled,
+    /// Its compiled form from the compile cache (an earlier start compiled it).
+    Cached,
     /// Compiled now: no precompiled directory, or no file for this component.
     Compiled,
     /// Compiled now because this engine refused the precompiled file (another CPU,
@@ -156,22 +165,56 @@ pub enum BuiltinSource {
     Refused,
 }
 
+/// Compiles `wasm`, through the compile cache when there is one.
+fn compile(
+    engine: &Engine,
+    name: &str,
+    wasm: &[u8],
+    digest: Option<&str>,
+    cache: Option<&CompileCache>,
+) -> wasmtime::Result<(Component, BuiltinSource)> {
+    let Some(cache) = cache else {
+        let c = Component::new(engine, wasm).with_context(|| format!("compiling {name}"))?;
+        return Ok((c, BuiltinSource::Compiled));
+    };
+    let (c, outcome) = cache
+        .load_or_compile(engine, name, wasm, digest)
+        .with_context(|| format!("compiling {name}"))?;
+    tracing::info!(component = name, ?outcome, "compile cache");
+    let source = match outcome {
+        CacheOutcome::Hit => BuiltinSource::Cached,
+        CacheOutcome::Miss | CacheOutcome::Replaced | CacheOutcome::Unusable => {
+            BuiltinSource::Compiled
+        }
+    };
+    Ok((c, source))
+}
+
 /// The built-in component: its compiled form from `dir` when this engine accepts it,
-/// else compiled now. A refused file costs a warning and the compile time, never
-/// the start: an image precompiled on one CPU still starts on another.
+/// else from the compile cache, else compiled now. A refused file costs a warning
+/// and the compile time, never the start: an image precompiled on one CPU still
+/// starts on another.
 pub fn load_builtin(
     engine: &Engine,
     dir: Option<&Path>,
+    cache: Option<&CompileCache>,
 ) -> wasmtime::Result<(Component, BuiltinSource)> {
-    let compile =
-        || Component::new(engine, BUILTIN_COMPONENT).context("compiling the built-in component");
+    let compile = || {
+        compile(
+            engine,
+            "tasks",
+            BUILTIN_COMPONENT,
+            Some(BUILTIN_DIGEST),
+            cache,
+        )
+    };
     let Some(dir) = dir else {
-        return Ok((compile()?, BuiltinSource::Compiled));
+        return compile();
     };
     let file = dir.join(builtin_cwasm_name());
     if !file.is_file() {
-        tracing::info!(file = %file.display(), "no precompiled built-in component; compiling it");
-        return Ok((compile()?, BuiltinSource::Compiled));
+        tracing::info!(file = %file.display(), "no precompiled built-in component");
+        return compile();
     }
     let loaded = match Engine::detect_precompiled_file(&file) {
         Ok(Some(wasmtime::Precompiled::Component)) => deserialize(engine, &file),
@@ -182,21 +225,27 @@ pub fn load_builtin(
         Ok(c) => Ok((c, BuiltinSource::Precompiled)),
         Err(e) => {
             tracing::warn!(file = %file.display(), error = format!("{e:#}"), "this engine refused the precompiled built-in component; compiling it instead");
-            Ok((compile()?, BuiltinSource::Refused))
+            Ok((compile()?.0, BuiltinSource::Refused))
         }
     }
 }
 
-/// Load a component: the built-in one, a `.wasm` (compiled now), or a `.cwasm`
-/// (deserialized; wasmtime refuses one built by an incompatible engine).
-pub fn load_component(engine: &Engine, path: Option<&Path>) -> wasmtime::Result<Component> {
+/// Load a component: the built-in one, a `.wasm` (compiled now, or taken from the
+/// compile cache), or a `.cwasm` (deserialized; wasmtime refuses one built by an
+/// incompatible engine).
+pub fn load_component(
+    engine: &Engine,
+    path: Option<&Path>,
+    cache: Option<&CompileCache>,
+) -> wasmtime::Result<Component> {
     let Some(path) = path else {
-        return Ok(load_builtin(engine, None)?.0);
+        return Ok(load_builtin(engine, None, cache)?.0);
     };
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.starts_with(b"\0asm") {
-        return Component::new(engine, &bytes)
-            .with_context(|| format!("compiling {}", path.display()));
+        return Ok(compile(engine, "component", &bytes, None, cache)
+            .with_context(|| format!("compiling {}", path.display()))?
+            .0);
     }
     match Engine::detect_precompiled(&bytes) {
         Some(wasmtime::Precompiled::Component) => deserialize(engine, path),
@@ -299,13 +348,36 @@ impl Runtime {
         store.limiter(|h| &mut h.limiter);
         let wall_deadline = Instant::now() + self.limits.deadline;
         // Yield to other requests on every epoch tick (so a runaway guest cannot hold
-        // a worker thread) and trap once the wall-clock deadline has passed.
+        // a worker thread) and trap once the wall-clock deadline has passed. The
+        // yield is tokio's, which resumes the guest only after the runtime has
+        // polled for I/O: wasmtime's plain `Yield` re-queues it at once, and with
+        // guests always runnable a current-thread runtime looks at its sockets
+        // only every 61 polls, so two spinning guests per worker cut healthy
+        // throughput to 0.11 of baseline (bench/runaway.sh).
+        // A guest that has run for more than LONG_RUNNING_TICKS gives way more: it
+        // yields several times per tick, so requests that finish in a tick keep
+        // most of the worker while it runs (a round-robin tick each would leave
+        // them about half). When nothing else is runnable the extra yields return
+        // at once.
+        let mut ticks: u32 = 0;
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= wall_deadline {
-                Err(DeadlineExceeded.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Err(DeadlineExceeded.into());
             }
+            ticks = ticks.saturating_add(1);
+            let yields = if ticks > LONG_RUNNING_TICKS {
+                LONG_RUNNING_YIELDS
+            } else {
+                1
+            };
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                    }
+                }),
+            ))
         });
 
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -521,7 +593,7 @@ pub(crate) mod tests {
     fn spin_build_needs_the_key_value_capability() {
         let limits = test_limits();
         let engine = build_engine(&limits).expect("engine");
-        let component = load_component(&engine, Some(Path::new(env!("SPIN_APP_COMPONENT"))))
+        let component = load_component(&engine, Some(Path::new(env!("SPIN_APP_COMPONENT"))), None)
             .expect("component");
         let metrics = Metrics::new().expect("metrics");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -550,7 +622,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = build_engine(&test_limits()).expect("engine");
         let portable = build_engine_for(&test_limits(), CpuFeatures::Baseline).expect("engine");
-        let (_, from) = load_builtin(&engine, Some(dir.path())).expect("compiles");
+        let (_, from) = load_builtin(&engine, Some(dir.path()), None).expect("compiles");
         assert_eq!(from, BuiltinSource::Compiled, "no file yet");
         // A baseline (portable) artifact loads on this CPU's engine.
         let file = dir.path().join(builtin_cwasm_name());
@@ -559,14 +631,14 @@ pub(crate) mod tests {
             precompile(&portable, BUILTIN_COMPONENT).expect("precompile"),
         )
         .expect("write");
-        let (_, from) = load_builtin(&engine, Some(dir.path())).expect("loads");
+        let (_, from) = load_builtin(&engine, Some(dir.path()), None).expect("loads");
         assert_eq!(from, BuiltinSource::Precompiled);
         // A file this engine refuses (here: damaged) is replaced by a compile.
         let mut bytes = std::fs::read(&file).expect("read");
         let n = bytes.len();
         bytes.truncate(n / 2);
         std::fs::write(&file, bytes).expect("write");
-        let (_, from) = load_builtin(&engine, Some(dir.path())).expect("falls back");
+        let (_, from) = load_builtin(&engine, Some(dir.path()), None).expect("falls back");
         assert_eq!(from, BuiltinSource::Refused);
     }
 
@@ -580,11 +652,11 @@ pub(crate) mod tests {
             precompile(&engine, BUILTIN_COMPONENT).expect("precompile"),
         )
         .expect("write");
-        load_component(&engine, Some(&cwasm)).expect("loads");
+        load_component(&engine, Some(&cwasm), None).expect("loads");
         let wasm = dir.path().join("app.wasm");
         std::fs::write(&wasm, BUILTIN_COMPONENT).expect("write");
-        load_component(&engine, Some(&wasm)).expect("compiles");
+        load_component(&engine, Some(&wasm), None).expect("compiles");
         std::fs::write(&cwasm, b"garbage").expect("write");
-        assert!(load_component(&engine, Some(&cwasm)).is_err());
+        assert!(load_component(&engine, Some(&cwasm), None).is_err());
     }
 }

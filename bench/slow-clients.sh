@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Slow clients at scale: 10,000 idle connections plus slow request heads and slow
+# bodies (bench/slow_clients.py, reopened as fast as the host closes them) while
+# wrk measures GET one task. Fails unless healthy p99 <= 50 ms with no socket
+# errors, and the host's open descriptors return to their idle count afterwards.
+# Writes bench/results/slow-clients.json.
+#
+#   bash bench/slow-clients.sh
+#   IDLE=5000 SLOW=100 DURATION=20s bash bench/slow-clients.sh
+#
+# The host runs with --max-connections above the attackers' count (its default
+# cap, 4096, would close them at accept, which is the other defence) and
+# --header-read-timeout-ms 5000. Needs wrk and an open-file limit above IDLE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+IDLE=${IDLE:-10000}
+SLOW=${SLOW:-200}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+need wrk curl python3
+[ -x "$BIN" ] || cargo build --release -p host
+[ "$(ulimit -n)" -gt $(( IDLE + 2 * SLOW + 1000 )) ] || ulimit -n $(( IDLE + 2 * SLOW + 2000 ))
+bench_init
+start_host slow --max-connections $(( IDLE + 2 * SLOW + 2000 )) --header-read-timeout-ms 5000 --body-read-timeout-ms 5000
+ID=$(seed "$HOST_API")
+URL="http://$HOST_API/api/tasks/$ID"
+echo "== machine: $(machine)"
+DURATION=2s wrk_round "$BENCH_WORK/warm" "$URL" >/dev/null
+sleep 6   # the warm-up's connections are gone (keep-alive idle timeout 5 s)
+fds_idle=$(fd_count "$HOST_PID")
+read -r base_rps base_p50 base_p99 < <(wrk_round "$BENCH_WORK/base" "$URL")
+echo "baseline: $base_rps req/s, p50 $base_p50 ms, p99 $base_p99 ms; host fds idle: $fds_idle"
+
+secs=$(( ${DURATION%s} + 15 ))
+python3 bench/slow_clients.py "$HOST_API" "$IDLE" "$SLOW" "$SLOW" "$secs" >"$BENCH_WORK/attack" &
+ATTACK=$!
+track "$ATTACK"
+sleep 8
+fds_attack=$(fd_count "$HOST_PID")
+read -r rps p50 p99 < <(wrk_round "$BENCH_WORK/load" "$URL")
+sockerr=$(grep -c "Socket errors" "$BENCH_WORK/load" || true)
+echo "under attack ($fds_attack host fds): $rps req/s, p50 $p50 ms, p99 $p99 ms"
+wait "$ATTACK"
+attack=$(cat "$BENCH_WORK/attack")
+echo "attackers: $attack"
+fds_after=$fds_idle
+for _ in $(seq 1 100); do
+  fds_after=$(fd_count "$HOST_PID")
+  [ "$fds_after" -le "$fds_idle" ] && break
+  sleep 0.1
+done
+echo "host fds: idle $fds_idle, under attack $fds_attack, after $fds_after"
+SUMMARY=$(python3 - <<PY
+import json
+fails = []
+if $p99 > 50: fails.append("healthy p99 $p99 ms > 50 ms")
+if $sockerr: fails.append("wrk socket errors: " + open("$BENCH_WORK/load").read().split("Socket errors:")[1].splitlines()[0])
+if $fds_after > $fds_idle: fails.append("descriptors: $fds_idle idle before, $fds_after after")
+print(json.dumps({"idle": $IDLE, "slow_headers": $SLOW, "slow_bodies": $SLOW, "connections": $CONNS,
+  "baseline": {"rps": $base_rps, "p50_ms": $base_p50, "p99_ms": $base_p99},
+  "under_attack": {"rps": $rps, "p50_ms": $p50, "p99_ms": $p99},
+  "attackers": json.loads('$attack'), "fds": {"idle": $fds_idle, "under_attack": $fds_attack, "after": $fds_after},
+  "failures": fails}))
+PY
+)
+result slow-clients "$SUMMARY"
+python3 -c 'import json,sys; f = json.load(open(sys.argv[1]))["failures"]; [print("FAIL:", x) for x in f]; sys.exit(1 if f else 0)' "$RESULTS/slow-clients.json"
+echo "slow clients check passed"

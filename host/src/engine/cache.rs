@@ -1,0 +1,310 @@
+//! A cache of compiled components, so a restart does not compile again (half a
+//! second for the tasks API here, at every start of every replica).
+//!
+//! An entry is named by the component's SHA-256 and this engine's compatibility
+//! hash, so a new component or another wasmtime/configuration misses and compiles.
+//! An entry is never trusted blindly, because loading one runs its machine code:
+//! - the directory must belong to this user and be writable by nobody else (as
+//!   ssh does with its keys); otherwise the cache is not used at all;
+//! - each entry carries the SHA-256 of its bytes, checked before loading, so a
+//!   truncated or damaged file is recompiled rather than run;
+//! - wasmtime itself checks the header and the engine compatibility hash, and a
+//!   refused entry is recompiled and replaced.
+//!
+//! A cache that cannot be used costs a warning and the compile time, never the start.
+
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// What happened at a lookup (logged, and asserted by tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from the cache.
+    Hit,
+    /// Not in the cache: compiled and stored.
+    Miss,
+    /// An entry was there but failed its digest or wasmtime's checks: compiled
+    /// again and replaced.
+    Replaced,
+    /// The cache could not be used (see the warning): compiled, nothing stored.
+    Unusable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("creating the compile cache directory {0}: {1}")]
+    Create(PathBuf, std::io::Error),
+    #[error("the compile cache directory {0} is not a directory owned by this user")]
+    NotOwned(PathBuf),
+    #[error(
+        "the compile cache directory {0} is writable by group or others (mode {1:o}); fix it with chmod 700"
+    )]
+    Writable(PathBuf, u32),
+}
+
+pub struct CompileCache {
+    dir: PathBuf,
+}
+
+impl CompileCache {
+    /// Opens (creating, mode 700) the cache directory, refusing one that another
+    /// user could write to.
+    pub fn open(dir: &Path) -> Result<Self, CacheError> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| CacheError::Create(dir.to_owned(), e))?;
+        let meta =
+            std::fs::symlink_metadata(dir).map_err(|e| CacheError::Create(dir.to_owned(), e))?;
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX);
+        if !meta.is_dir() || meta.uid() != uid {
+            return Err(CacheError::NotOwned(dir.to_owned()));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(CacheError::Writable(dir.to_owned(), mode));
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The entry's path for a component whose SHA-256 (hex, any prefix length) is
+    /// `digest` under this engine: `<name>-<digest>-<engine>.cwasm`.
+    fn entry(&self, engine: &Engine, name: &str, digest: &str) -> PathBuf {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        self.dir
+            .join(format!("{name}-{digest}-{:016x}.cwasm", h.finish()))
+    }
+
+    /// The component compiled from `wasm`: from the cache when a valid entry exists,
+    /// else compiled now and stored (replacing this name's older entries). `digest`
+    /// is the component's SHA-256 when the caller already knows it (the built-in
+    /// component's is computed at build time); otherwise it is computed here.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        name: &str,
+        wasm: &[u8],
+        digest: Option<&str>,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let digest = digest.map_or_else(|| hex(&Sha256::digest(wasm)[..16]), str::to_owned);
+        let path = self.entry(engine, name, &digest);
+        let mut outcome = CacheOutcome::Miss;
+        match read_verified(&path) {
+            Ok(Some(bytes)) => match deserialize(engine, &bytes) {
+                Ok(c) => return Ok((c, CacheOutcome::Hit)),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = format!("{e:#}"), "wasmtime refused the cached component; compiling it again");
+                    outcome = CacheOutcome::Replaced;
+                }
+            },
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::warn!(file = %path.display(), reason, "damaged compile cache entry; compiling it again");
+                outcome = CacheOutcome::Replaced;
+            }
+        }
+        let compiled = engine.precompile_component(wasm)?;
+        // Load what will be stored, so the entry is exactly what runs.
+        let component = deserialize(engine, &compiled)?;
+        if let Err(e) = self.store(&path, name, &compiled) {
+            tracing::warn!(file = %path.display(), error = %e, "could not write the compile cache entry; the next start compiles again");
+            return Ok((component, CacheOutcome::Unusable));
+        }
+        Ok((component, outcome))
+    }
+
+    /// Writes the entry and its digest atomically (temporary file, fsync, rename),
+    /// then removes this name's other entries (older components or engines).
+    fn store(&self, path: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let digest = digest_path(path);
+        write_atomic(&digest, hex(&Sha256::digest(bytes)).as_bytes())?;
+        write_atomic(path, bytes)?;
+        let keep = [path.file_name(), digest.file_name()];
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let file = entry.file_name();
+            let stale = file.to_str().is_some_and(|f| {
+                f.starts_with(&format!("{name}-"))
+                    && (f.ends_with(".cwasm") || f.ends_with(".cwasm.sha256"))
+            });
+            if stale && !keep.contains(&Some(file.as_os_str())) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn digest_path(entry: &Path) -> PathBuf {
+    let mut p = entry.as_os_str().to_owned();
+    p.push(".sha256");
+    PathBuf::from(p)
+}
+
+/// The entry's bytes if it exists and matches its recorded digest; `Ok(None)` when
+/// there is no entry; `Err` with the reason when it is there but not usable.
+fn read_verified(path: &Path) -> Result<Option<Vec<u8>>, &'static str> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return Err("unreadable entry"),
+    };
+    let recorded = std::fs::read_to_string(digest_path(path)).map_err(|_| "no digest")?;
+    if recorded.trim() != hex(&Sha256::digest(&bytes)) {
+        return Err("digest mismatch");
+    }
+    Ok(Some(bytes))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime trusts these bytes to be its own output. They are: either
+    // just produced by `precompile_component`, or read back from a directory only
+    // this user can write, after their SHA-256 matched the digest written with
+    // them; wasmtime also checks the header and the engine compatibility hash.
+    unsafe { Component::deserialize(engine, bytes) }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    // A tiny component (an empty one) keeps these tests fast; the cache does not
+    // care what the component does.
+    const EMPTY: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    fn engine() -> Engine {
+        let mut c = wasmtime::Config::new();
+        c.wasm_component_model(true);
+        Engine::new(&c).unwrap()
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn miss_then_hit_and_one_entry_per_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(&tmp.path().join("c")).unwrap();
+        let e = engine();
+        assert_eq!(
+            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
+            CacheOutcome::Miss
+        );
+        assert_eq!(
+            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
+            CacheOutcome::Hit
+        );
+        assert_eq!(entries(&tmp.path().join("c")).len(), 2, "entry + digest");
+        // Another engine configuration is another entry, replacing the first.
+        let mut c = wasmtime::Config::new();
+        c.wasm_component_model(true).epoch_interruption(true);
+        let e2 = Engine::new(&c).unwrap();
+        assert_eq!(
+            cache.load_or_compile(&e2, "t", EMPTY, None).unwrap().1,
+            CacheOutcome::Miss
+        );
+        assert_eq!(entries(&tmp.path().join("c")).len(), 2, "old entry removed");
+    }
+
+    #[test]
+    fn damaged_or_foreign_entries_are_recompiled_not_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let cache = CompileCache::open(&dir).unwrap();
+        let e = engine();
+        cache.load_or_compile(&e, "t", EMPTY, None).unwrap();
+        let entry = cache.entry(&e, "t", &hex(&Sha256::digest(EMPTY)[..16]));
+
+        // One flipped byte in the code: the digest catches it.
+        let mut bytes = std::fs::read(&entry).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&entry, &bytes).unwrap();
+        assert_eq!(
+            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
+            CacheOutcome::Replaced
+        );
+        assert_eq!(
+            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
+            CacheOutcome::Hit
+        );
+
+        // A consistent entry (digest matches) that is not wasmtime output for this
+        // engine: wasmtime refuses it, and it is replaced.
+        let junk = b"not a compiled component".to_vec();
+        std::fs::write(&entry, &junk).unwrap();
+        std::fs::write(digest_path(&entry), hex(&Sha256::digest(&junk))).unwrap();
+        assert_eq!(
+            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
+            CacheOutcome::Replaced
+        );
+
+        // No digest at all.
+        std::fs::remove_file(digest_path(&entry)).unwrap();
+        assert_eq!(
+            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
+            CacheOutcome::Replaced
+        );
+        assert_eq!(
+            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
+            CacheOutcome::Hit
+        );
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            CompileCache::open(&dir),
+            Err(CacheError::Writable(_, 0o777))
+        ));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(CompileCache::open(&dir).is_ok());
+    }
+}
