@@ -168,3 +168,14 @@ with open(sys.argv[1], "w") as f:
 PY
   echo "wrote $RESULTS/$1.json"
 }
+
+# judge NAME: prints the "failures" of bench/results/NAME.json and fails if any.
+judge() {
+  python3 - "$RESULTS/$1.json" <<'PY'
+import json, sys
+failures = json.load(open(sys.argv[1]))["failures"]
+for f in failures:
+    print("FAIL:", f, file=sys.stderr)
+sys.exit(1 if failures else 0)
+PY
+}

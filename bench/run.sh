@@ -77,3 +77,4 @@ print(json.dumps({"store": sys.argv[3], "connections": int(sys.argv[4]), "durati
 PY
 )
 result "sandbox-cost$([ "$STORE" = embedded ] || echo "-$STORE")" "$SUMMARY"
+if [ -x "${VENV:-.venv}/bin/python" ]; then "${VENV:-.venv}/bin/python" bench/chart.py "sandbox-cost$([ "$STORE" = embedded ] || echo "-$STORE")"; fi

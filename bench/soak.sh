@@ -73,7 +73,7 @@ out = {"max_rps": mx, "connections": int(conns), "seconds": int(secs), "rps": rp
        "answers": {k: int(v) for k, v in cls.items()}, "socket_errors": sock.group(1) if sock else None,
        "p50_ms": lat(50), "p99_ms": lat(99),
        "rss_kib": {"after_warmup": int(rss_warm), "end": int(rss_end), "growth": rss_end / rss_warm - 1},
-       "fds": {"idle_before": int(fds_idle), "under_load": int(fds_warm), "idle_after": int(fds_after)},
+       "fds": {"idle_before": int(fds_idle), "after_warmup": int(fds_warm), "idle_after": int(fds_after)},
        "samples": [{"t": s[0] - samples[0][0], "rss_kib": s[1], "fds": s[2]} for s in samples]}
 fails = []
 if int(cls["5xx"]) or int(cls["other"]): fails.append(f"unexpected answers: {cls}")
@@ -84,10 +84,9 @@ out["failures"] = fails
 print(f"soak: {rps:.0f} req/s = {100 * rps / mx:.0f} % of max {mx:.0f}; answers {cls}; p99 {lat(99):.2f} ms; "
       f"RSS {rss_warm / 1024:.1f} -> {rss_end / 1024:.1f} MiB ({100 * (rss_end / rss_warm - 1):+.1f} %); "
       f"fds idle {fds_idle:.0f} -> {fds_after:.0f}", file=sys.stderr)
-for f in fails: print(f"FAIL: {f}", file=sys.stderr)
 print(json.dumps(out))
 PY
 )
 result soak "$SUMMARY"
-python3 -c 'import json,sys; sys.exit(1 if json.load(open(sys.argv[1]))["failures"] else 0)' "$RESULTS/soak.json"
+judge soak
 echo "soak passed"

@@ -47,7 +47,8 @@ impl Filter {
     /// The filter as a document, rebuilt from the parsed form: only what the
     /// allow-list understood is in it. This is what a store that speaks MongoDB's
     /// language sends, never the document the guest sent ("parse, don't validate").
-    /// Every field condition is written with explicit operators (`{a: {$eq: 1}}`).
+    /// Field conditions are written with explicit operators (`{a: {$gt: 1}}`), except
+    /// a lone equality on a scalar, written as the value (`{a: 1}`, see `field_condition`).
     pub fn to_document(&self) -> Document {
         match self {
             Filter::And(parts) => {
@@ -68,7 +69,7 @@ impl Filter {
                 for part in &flat {
                     match part {
                         Filter::Field { path, conds } if !merged.contains_key(path.join(".")) => {
-                            merged.insert(path.join("."), conds_document(conds));
+                            merged.insert(path.join("."), field_condition(conds));
                         }
                         _ => {
                             let items: Vec<Bson> = flat
@@ -87,7 +88,7 @@ impl Filter {
             Filter::Nor(parts) => logical("$nor", parts),
             Filter::Field { path, conds } => {
                 let mut d = Document::new();
-                d.insert(path.join("."), conds_document(conds));
+                d.insert(path.join("."), field_condition(conds));
                 d
             }
         }
@@ -141,6 +142,30 @@ fn logical(op: &str, parts: &[Filter]) -> Document {
     let mut d = Document::new();
     d.insert(op, items);
     d
+}
+
+/// One field's conditions as a filter value: a lone equality on a scalar is
+/// written as the plain value (`{_id: x}`), everything else as an operator
+/// document. The two mean the same to MongoDB, but FerretDB 1.24 pushes only the
+/// plain form down to its backend: `{_id: {$eq: x}}` scanned the collection
+/// (2.6 ms vs 0.7 ms per lookup in 50 documents, measured with pymongo). Documents,
+/// arrays and regexes keep `$eq`: as plain values they would read as operators,
+/// element matches or patterns.
+fn field_condition(conds: &[Cond]) -> Bson {
+    match conds {
+        [
+            Cond::Eq(
+                v @ (Bson::ObjectId(_)
+                | Bson::String(_)
+                | Bson::Int32(_)
+                | Bson::Int64(_)
+                | Bson::Double(_)
+                | Bson::Boolean(_)
+                | Bson::DateTime(_)),
+            ),
+        ] => v.clone(),
+        conds => Bson::Document(conds_document(conds)),
+    }
 }
 
 /// One field's conditions as an operator document.
@@ -685,10 +710,15 @@ mod tests {
     fn rebuilt_filters_say_the_same_with_explicit_operators() {
         let cases = [
             (doc! {}, doc! {}),
-            (doc! {"a": 1}, doc! {"a": {"$eq": 1}}),
+            // A lone equality on a scalar stays a plain value (FerretDB pushes
+            // only that form down); on a document or array it keeps `$eq`.
+            (doc! {"a": {"$eq": 1}}, doc! {"a": 1}),
+            (doc! {"a": {"$eq": {"b": 1}}}, doc! {"a": {"$eq": {"b": 1}}}),
+            (doc! {"a": {"$eq": [1]}}, doc! {"a": {"$eq": [1]}}),
+            (doc! {"a": {"$eq": null}}, doc! {"a": {"$eq": null}}),
             (
                 doc! {"a": 1, "b": {"$gt": 2, "$lte": 9}},
-                doc! {"a": {"$eq": 1}, "b": {"$gt": 2, "$lte": 9}},
+                doc! {"a": 1, "b": {"$gt": 2, "$lte": 9}},
             ),
             (
                 doc! {"t": regex_value("^a", "i")},
@@ -700,7 +730,7 @@ mod tests {
             ),
             (
                 doc! {"$and": [{"a": 1}, {"a": 2}]},
-                doc! {"$and": [{"a": {"$eq": 1}}, {"a": {"$eq": 2}}]},
+                doc! {"$and": [{"a": 1}, {"a": 2}]},
             ),
         ];
         for (input, want) in cases {

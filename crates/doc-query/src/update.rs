@@ -381,7 +381,7 @@ mod tests {
             doc! {
                 "$set": {"a.b": 1}, "$unset": {"u": ""}, "$inc": {"v": 1},
                 "$push": {"t": {"$each": ["x"]}},
-                "$pull": {"p": {"k": {"$eq": 1}}, "q": 3, "r": {"$gte": 2}},
+                "$pull": {"p": {"k": 1}, "q": 3, "r": {"$gte": 2}},
             }
         );
         let again = Update::parse(&d, &l).unwrap().to_document();

@@ -98,7 +98,7 @@ impl std::fmt::Display for DeadlineExceeded {
 impl std::error::Error for DeadlineExceeded {}
 
 /// Build the engine. Every setting here was chosen by measurement (PERF-NOTES.md
-/// and the README's performance section): pooling with keep-resident memory and
+/// and docs/performance.md): pooling with keep-resident memory and
 /// pagemap scanning make a fresh instance per request cheap.
 pub fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
     build_engine_for(limits, CpuFeatures::Native)
@@ -429,7 +429,7 @@ impl Runtime {
         // The guest runs in its own task, as in `wasmtime serve`: the response is
         // returned as soon as its body is complete, while the instance's teardown
         // (dropping the store returns its slot to the pool) overlaps with writing
-        // it out. Measured: see the README's performance section.
+        // it out. Measured: see docs/performance.md.
         let deadline = self.limits.deadline;
         let guest = tokio::spawn(async move {
             // Epochs interrupt running wasm; this also bounds time in host calls.
