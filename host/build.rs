@@ -32,6 +32,8 @@ fn main() {
         "crates/doc-query/src",
         "wit",
         "Cargo.lock",
+        // [profile.wasm] lives here: a changed profile must rebuild the guests.
+        "Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
