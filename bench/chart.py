@@ -6,6 +6,7 @@ Each chart says the machine and the date of its run; the numbers are the JSON's.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# The same directory bench/lib.sh writes to (RESULTS, default bench/results).
+RESULTS = Path(os.environ.get("RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def footer(fig, data):

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 STARTS=${STARTS:-10}
 VENV=${VENV:-.venv}
 need python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 bench_init
 WASM=$(guest_wasm app)
 "$BIN" precompile "$WASM" -o "$BENCH_WORK/app.cwasm" 2>/dev/null

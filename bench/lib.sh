@@ -6,13 +6,14 @@
 #                                     # every tracked process and removes it
 #   start_host NAME [HOST ARGS...]    # sets HOST_API, HOST_ADMIN (host:port), HOST_PID
 #   track PID / stop_pid PID          # cleanup on exit / stop now (TERM, then wait)
+#   release_host                      # cargo build --release -p host (a no-op when fresh)
 #   free_port; seed API; wrk_round OUTFILE URL; need wrk python3 ...
 #   result NAME JSON                  # writes bench/results/NAME.json
 
 BENCH_PIDS=()
 BENCH_WORK=""
 BIN=${BIN:-target/release/host}
-RESULTS=${RESULTS:-bench/results}
+export RESULTS=${RESULTS:-bench/results}   # also read by bench/chart.py
 
 bench_init() {
   BENCH_WORK=$(mktemp -d)
@@ -40,6 +41,12 @@ need() {
   for t in "$@"; do
     command -v "$t" >/dev/null || { echo "$t is required (Debian: apt-get install $t)" >&2; exit 1; }
   done
+}
+
+# release_host: the release host at BIN, rebuilt if the sources changed (a stale
+# binary would be measured otherwise; cargo's check is a no-op when it is fresh).
+release_host() {
+  cargo build --locked --release -p host
 }
 
 free_port() {

@@ -19,7 +19,7 @@ DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
 VENV=${VENV:-.venv}
 need wrk curl python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 bash ci/python-tools.sh "$VENV" >/dev/null
 VENV=$(cd "$VENV" && pwd)
 bench_init

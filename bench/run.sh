@@ -20,7 +20,7 @@ CONNS=${CONNS:-32}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 STORE=${STORE:-embedded}
 need wrk curl python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 bench_init
 
 STORE_ENV=()

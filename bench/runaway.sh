@@ -17,7 +17,7 @@ CONNS=${CONNS:-32}
 RUNAWAY=${RUNAWAY:-$(( 2 * $(nproc) ))}
 DEADLINE_MS=${DEADLINE_MS:-1000}
 need wrk curl python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 bench_init
 FAULT=$(guest_wasm fault)
 "$BIN" precompile "$FAULT" -o "$BENCH_WORK/fault.cwasm" 2>/dev/null

@@ -15,7 +15,7 @@ DURATION=${DURATION:-5s}
 STEPS=${STEPS:-1 2 4 8 16 32 64 128 256 512}
 VENV=${VENV:-.venv}
 need wrk curl python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 bench_init
 start_host scaling
 ID=$(seed "$HOST_API")

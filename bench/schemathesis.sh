@@ -20,7 +20,7 @@ MIN_CASES=${MIN_CASES:-1000}
 SEED=${SEED:-$(date +%s)}
 VENV=${VENV:-.venv}
 need python3 curl
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 bash ci/python-tools.sh "$VENV" >/dev/null
 bench_init
 start_host schemathesis

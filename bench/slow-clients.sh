@@ -20,7 +20,7 @@ SLOW=${SLOW:-200}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 need wrk curl python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 [ "$(ulimit -n)" -gt $(( IDLE + 2 * SLOW + 1000 )) ] || ulimit -n $(( IDLE + 2 * SLOW + 2000 ))
 bench_init
 start_host slow --max-connections $(( IDLE + 2 * SLOW + 2000 )) --header-read-timeout-ms 5000 --body-read-timeout-ms 5000

@@ -17,7 +17,7 @@ SOAK_SECS=${SOAK_SECS:-1800}
 WARMUP_SECS=${WARMUP_SECS:-15}
 DELAY_MS=${DELAY_MS:-2}
 need wrk curl python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 bench_init
 start_host soak
 IDS=$(for _ in 1 2 3 4; do seed "$HOST_API"; done | paste -sd,)

@@ -17,7 +17,7 @@ ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-8s}
 SPIN=target/guest/spin-app.wasm
 need wrk curl python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 [ -f "$SPIN" ] || { echo "$SPIN is missing: build it as .ci/run's spin stage does" >&2; exit 1; }
 bench_init
 

@@ -19,7 +19,7 @@ CONNS=${CONNS:-32}
 VENV=${VENV:-.venv}
 WASMTIME_VERSION=$(sed -n 's/^wasmtime = { version = "=\([^"]*\)".*/\1/p' Cargo.toml)
 need wrk curl python3
-[ -x "$BIN" ] || cargo build --release -p host
+release_host
 WASMTIME=$(bash ci/cargo-tool.sh wasmtime-cli "$WASMTIME_VERSION" wasmtime)
 cargo build --locked --quiet --profile wasm --target wasm32-wasip2 -p hello-wasm --target-dir target/guest
 HELLO=target/guest/wasm32-wasip2/wasm/hello_wasm.wasm

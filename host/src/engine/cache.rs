@@ -214,6 +214,11 @@ mod tests {
         Engine::new(&c).unwrap()
     }
 
+    /// What one lookup of the test component did.
+    fn outcome(cache: &CompileCache, engine: &Engine) -> CacheOutcome {
+        cache.load_or_compile(engine, "t", EMPTY, None).unwrap().1
+    }
+
     fn entries(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -228,23 +233,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cache = CompileCache::open(&tmp.path().join("c")).unwrap();
         let e = engine();
-        assert_eq!(
-            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
-            CacheOutcome::Miss
-        );
-        assert_eq!(
-            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
-            CacheOutcome::Hit
-        );
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Miss);
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Hit);
         assert_eq!(entries(&tmp.path().join("c")).len(), 2, "entry + digest");
         // Another engine configuration is another entry, replacing the first.
         let mut c = wasmtime::Config::new();
         c.wasm_component_model(true).epoch_interruption(true);
         let e2 = Engine::new(&c).unwrap();
-        assert_eq!(
-            cache.load_or_compile(&e2, "t", EMPTY, None).unwrap().1,
-            CacheOutcome::Miss
-        );
+        assert_eq!(outcome(&cache, &e2), CacheOutcome::Miss);
         assert_eq!(entries(&tmp.path().join("c")).len(), 2, "old entry removed");
     }
 
@@ -262,35 +258,20 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&entry, &bytes).unwrap();
-        assert_eq!(
-            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
-            CacheOutcome::Replaced
-        );
-        assert_eq!(
-            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
-            CacheOutcome::Hit
-        );
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Replaced);
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Hit);
 
         // A consistent entry (digest matches) that is not wasmtime output for this
         // engine: wasmtime refuses it, and it is replaced.
         let junk = b"not a compiled component".to_vec();
         std::fs::write(&entry, &junk).unwrap();
         std::fs::write(digest_path(&entry), hex(&Sha256::digest(&junk))).unwrap();
-        assert_eq!(
-            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
-            CacheOutcome::Replaced
-        );
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Replaced);
 
         // No digest at all.
         std::fs::remove_file(digest_path(&entry)).unwrap();
-        assert_eq!(
-            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
-            CacheOutcome::Replaced
-        );
-        assert_eq!(
-            cache.load_or_compile(&e, "t", EMPTY, None).unwrap().1,
-            CacheOutcome::Hit
-        );
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Replaced);
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Hit);
     }
 
     #[test]
