@@ -19,9 +19,9 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
-command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+need wrk
 
 WORK=$(mktemp -d)
 PIDS=()

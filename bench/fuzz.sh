@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECS=${FUZZ_SECS:-60}
-CARGO_FUZZ=$(bash ci/cargo-tool.sh cargo-fuzz 0.13.2 cargo-fuzz)
+CARGO_FUZZ=$(bash ci/cargo-tool.sh cargo-fuzz)
 CHANNEL=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -18,7 +18,6 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 NETWORK=${NETWORK:-host}
 DOCKER=${DOCKER:-/usr/bin/docker}
-command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
 
 WORK=$(mktemp -d)
 NAME=tasks-bench-$$
@@ -31,6 +30,7 @@ cleanup() {
 trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+need wrk
 
 # The plain side runs the very binary and precompiled component from the image.
 cid=$("$DOCKER" create "$IMAGE")

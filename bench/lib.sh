@@ -39,7 +39,7 @@ stop_pid() {
 need() {
   local t
   for t in "$@"; do
-    command -v "$t" >/dev/null || { echo "$t is required (Debian: apt-get install $t)" >&2; exit 1; }
+    command -v "$t" >/dev/null || { echo "$t is required: it is in ci/packages.txt (run ci/packages.sh install)" >&2; exit 1; }
   done
 }
 

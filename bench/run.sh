@@ -8,7 +8,7 @@
 #   STORE=ferretdb bash bench/run.sh   # MongoDB store on a FerretDB started for the run
 #   ROUNDS=5 DURATION=15s EXTRA_ARGS="--workers 1" bash bench/run.sh
 #
-# Needs wrk (Debian: apt-get install wrk). Everything runs on 127.0.0.1 and stops
+# Needs wrk (ci/packages.txt: ci/packages.sh install). Everything runs on 127.0.0.1 and stops
 # by itself: each wrk run is bounded by DURATION, the servers are stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -17,10 +17,10 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
 VENV=${VENV:-.venv}
-WASMTIME_VERSION=$(sed -n 's/^wasmtime = { version = "=\([^"]*\)".*/\1/p' Cargo.toml)
 need wrk curl python3
 release_host
-WASMTIME=$(bash ci/cargo-tool.sh wasmtime-cli "$WASMTIME_VERSION" wasmtime)
+# The version ci/packages.txt pins, equal to the `wasmtime` dependency (ci/tests/test_packages.py).
+WASMTIME=$(bash ci/cargo-tool.sh wasmtime-cli wasmtime)
 cargo build --locked --quiet --profile wasm --target wasm32-wasip2 -p hello-wasm --target-dir target/guest
 HELLO=target/guest/wasm32-wasip2/wasm/hello_wasm.wasm
 bench_init

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=${ADVISORY_DB:-../shared/advisory-db}
-AUDIT=$(ci/cargo-tool.sh cargo-audit 0.22.2)
+AUDIT=$(ci/cargo-tool.sh cargo-audit)
 DB=$(mktemp -d)
 trap 'rm -rf "$DB"' EXIT
 ci/advisory-db.sh "$SRC" "$DB"

@@ -15,7 +15,7 @@ export DOCKER_BUILDKIT=1
 
 # 1. Debian 12 minbase from debootstrap (Debian's own packages), imported once.
 if ! "$DOCKER" image inspect tasks-ci/debian:bookworm-minbase >/dev/null 2>&1; then
-  command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
+  ci/packages.sh install debootstrap
   ROOTFS="$CACHE/rootfs-bookworm"
   if [ ! -x "$ROOTFS/bin/sh" ]; then
     rm -rf "$ROOTFS"

@@ -28,11 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in docker-compose debootstrap; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
-  fi
-done
+ci/packages.sh install docker-compose debootstrap
 
 step "lint: hadolint, checkov"
 "$VENV/bin/hadolint" Dockerfile ci/standins/*.Dockerfile

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 for c in "$@"; do
   case "$c" in advisories|licenses|bans|sources) ;; *) echo "usage: $0 [advisories|licenses|bans|sources]..." >&2; exit 2 ;; esac
 done
-DENY=$(ci/cargo-tool.sh cargo-deny 0.20.2)
+DENY=$(ci/cargo-tool.sh cargo-deny)
 # cargo metadata reads every locked package, for every target: fetch them first
 # (crates.io only; a no-op when cached), so the check itself can run offline.
 cargo fetch --locked --quiet

@@ -4,7 +4,7 @@
 #   ci/docker-engine.sh start    # prints `export DOCKER_HOST=...`; eval it
 #   ci/docker-engine.sh stop
 #
-# Debian's docker.io (dockerd 20.10) is installed when missing. The engine keeps
+# Debian's docker.io (dockerd 20.10) is installed when missing (ci/packages.txt). The engine keeps
 # its images and build cache under ~/.cache/tasks-ci/docker (override with
 # TASKS_CI_CACHE), so base images and cargo's cache mounts survive between runs;
 # its socket, pid file and exec root live in a run directory that `stop` removes.
@@ -17,11 +17,7 @@ RUN=${TASKS_DOCKER_RUN:-/tmp/tasks-docker}
 SOCK="$RUN/docker.sock"
 
 start() {
-  if ! command -v dockerd >/dev/null 2>&1; then
-    echo "installing docker.io (Debian) ..." >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >&2
-  fi
+  "$(dirname "$0")/packages.sh" install docker.io
   mkdir -p "$CACHE/docker" "$RUN"
   if [ -S "$SOCK" ] && DOCKER_HOST="unix://$SOCK" /usr/bin/docker version >/dev/null 2>&1; then
     echo "export DOCKER_HOST=unix://$SOCK"

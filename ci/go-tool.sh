@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Build a Go tool from the Go module proxy once per machine, keyed by version,
-# into ~/.cache/tasks-ci/bin/NAME-VERSION, and print the path of its binary.
+# Build a Go tool from the Go module proxy once per machine, at the version
+# ci/packages.txt pins, into ~/.cache/tasks-ci/bin/NAME-VERSION, and print the path
+# of its binary.
 #
-#   ci/go-tool.sh MODULE/PATH/TO/MAIN VERSION     # e.g. github.com/rhysd/actionlint/cmd/actionlint v1.7.12
+#   ci/go-tool.sh MODULE/PATH/TO/MAIN     # e.g. github.com/rhysd/actionlint/cmd/actionlint
 #
-# Exit codes: 0 ready, 1 the build failed, 2 usage.
+# Exit codes: 0 ready, 1 the build failed, 2 usage or a tool the list lacks.
 set -euo pipefail
-[ $# -eq 2 ] || { echo "usage: $0 PACKAGE VERSION" >&2; exit 2; }
-PKG=$1 VERSION=$2
+[ $# -eq 1 ] || { echo "usage: $0 PACKAGE" >&2; exit 2; }
+PKG=$1
+VERSION=$("$(dirname "$0")/packages.sh" version "$PKG")
 NAME=${PKG##*/}
 DIR="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/bin/$NAME-$VERSION"
 if [ ! -x "$DIR/$NAME" ]; then
-  command -v go >/dev/null || { echo "go is required to build $NAME" >&2; exit 1; }
+  "$(dirname "$0")/packages.sh" need go
   echo "building $NAME $VERSION from the Go module proxy (once per machine) ..." >&2
   mkdir -p "$DIR"
   # `go install pkg@version` resolves with the module's own go.sum (checked

@@ -7,15 +7,16 @@
 #
 #   ci/jenkins-lint.sh
 #
-# npm-groovy-lint 15.2.2 (the last release for Node 20) is installed from npm once
+# npm-groovy-lint (ci/packages.txt; 15.2.2 is the last release for Node 20) is installed from npm once
 # per machine into ~/.cache/tasks-ci/npm. Exit codes: 0 clean, 1 findings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-NGL_DIR="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/npm/npm-groovy-lint-15.2.2"
+NGL_VERSION=$(ci/packages.sh version npm-groovy-lint)
+NGL_DIR="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/npm/npm-groovy-lint-$NGL_VERSION"
 if [ ! -x "$NGL_DIR/node_modules/.bin/npm-groovy-lint" ]; then
-  echo "installing npm-groovy-lint 15.2.2 (once per machine) ..." >&2
-  npm install --prefix "$NGL_DIR" --no-audit --no-fund --silent npm-groovy-lint@15.2.2 >&2
+  echo "installing npm-groovy-lint $NGL_VERSION (once per machine) ..." >&2
+  npm install --prefix "$NGL_DIR" --no-audit --no-fund --silent "npm-groovy-lint@$NGL_VERSION" >&2
 fi
 mapfile -t groovy < <(git ls-files 'Jenkinsfile' '*.groovy')
 echo "npm-groovy-lint: ${groovy[*]}"

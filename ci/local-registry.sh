@@ -9,16 +9,11 @@
 # Docker needs no insecure-registry setting for 127.0.0.0/8.
 # Exit codes: 0 done, 1 it did not come up, 2 usage.
 set -euo pipefail
-VERSION=v3.1.2
-CACHE=${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}
-BIN="$CACHE/bin/registry-$VERSION/registry"
 RUN=${TASKS_REGISTRY_RUN:-/tmp/tasks-registry}
 
 start() {
-  if [ ! -x "$BIN" ]; then
-    echo "building distribution registry $VERSION (once per machine) ..." >&2
-    GOBIN="$(dirname "$BIN")" go install "github.com/distribution/distribution/v3/cmd/registry@$VERSION" >&2
-  fi
+  local BIN
+  BIN=$("$(dirname "$0")/go-tool.sh" github.com/distribution/distribution/v3/cmd/registry)
   mkdir -p "$RUN/storage"
   local port
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

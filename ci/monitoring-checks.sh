@@ -27,12 +27,7 @@ PY="$VENV/bin/python"
 mkdir -p "$OUT"
 step() { echo "--- [$(date -u +%H:%M:%S)] $*"; }
 
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-  step "installing Debian's prometheus package (Prometheus + promtool)"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus >/dev/null
-fi
+ci/packages.sh install prometheus
 promtool --version 2>&1 | sed -n 1p
 [ -f "$FAULT" ] || { echo "no fault component at $FAULT (it is built with the host)" >&2; exit 1; }
 

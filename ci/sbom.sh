@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-target/sbom}
-CDX=$(ci/cargo-tool.sh cargo-cyclonedx 0.5.9)
+CDX=$(ci/cargo-tool.sh cargo-cyclonedx)
 mkdir -p "$OUT"
 sbom() { # target, crate dir, crate name, output name
   "$CDX" cyclonedx --format json --all --target "$1" --override-filename sbom-tmp --quiet

@@ -24,7 +24,7 @@ if [ "$WHAT" != coverage ]; then
 fi
 
 if [ "$WHAT" != clippy ]; then
-  LLVM_COV=$(ci/cargo-tool.sh cargo-llvm-cov 0.9.1)
+  LLVM_COV=$(ci/cargo-tool.sh cargo-llvm-cov)
   channel=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
   rustup component list --toolchain "$channel" --installed | grep '^llvm-tools' >/dev/null \
     || rustup component add --toolchain "$channel" llvm-tools-preview

@@ -13,7 +13,6 @@
 # failed, 2 usage or missing settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCANNER_VERSION=8.1.0.6389
 WAIT=true
 case "${1:-}" in
   "") ;;
@@ -26,13 +25,7 @@ for f in target/sonar/clippy-host.json target/sonar/clippy-wasm.json target/sona
   [ -s "$f" ] || { echo "$f is missing: run ci/sonar-reports.sh first" >&2; exit 2; }
 done
 
-JAR="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/sonarqube/sonar-scanner-cli-$SCANNER_VERSION.jar"
-if [ ! -f "$JAR" ]; then
-  mkdir -p "$(dirname "$JAR")"
-  curl -sSfL --retry 3 -o "$JAR.part" \
-    "https://repo1.maven.org/maven2/org/sonarsource/scanner/cli/sonar-scanner-cli/$SCANNER_VERSION/sonar-scanner-cli-$SCANNER_VERSION.jar"
-  mv "$JAR.part" "$JAR"
-fi
+JAR=$(ci/packages.sh fetch org.sonarsource.scanner.cli:sonar-scanner-cli "${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/sonarqube")
 
 JAVA=${SONAR_SCANNER_JAVA:-}
 if [ -z "$JAVA" ]; then

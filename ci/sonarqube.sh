@@ -14,11 +14,11 @@
 # throw-away index was refused and SonarQube stopped (seen in .ci/run at 91 %).
 # It runs as `nobody`: Elasticsearch refuses root, and SonarQube then exits 0
 # anyway, so root would look like a slow start that never ends.
-# SONAR_VERSION overrides the pinned version; SONAR_JAVA the Java it runs on
+# The version (and its sha256) is ci/packages.txt's; SONAR_JAVA is the Java it runs on
 # (default: the Temurin 25 JDK when present; this version needs Java 21+).
 # Exit codes: 0 done, 1 failed (the log tail is printed), 2 usage.
 set -euo pipefail
-VERSION=${SONAR_VERSION:-26.9.0.129388}
+VERSION=$("$(dirname "$0")/packages.sh" version org.sonarsource.sonarqube:sonar-application)
 CACHE="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/sonarqube"
 [ $# -ge 2 ] || { echo "usage: $0 start|wait|token|stop DIR [SECS]" >&2; exit 2; }
 CMD=$1 DIR=$2
@@ -35,13 +35,7 @@ case "$CMD" in
 start)
   if [ ! -d "$CACHE/sonarqube-$VERSION/lib" ]; then
     mkdir -p "$CACHE"
-    zip="$CACHE/sonar-application-$VERSION.zip"
-    if [ ! -f "$zip" ]; then
-      echo "downloading SonarQube $VERSION from Maven Central (once per machine) ..." >&2
-      curl -sSfL --retry 3 -o "$zip.part" \
-        "https://repo1.maven.org/maven2/org/sonarsource/sonarqube/sonar-application/$VERSION/sonar-application-$VERSION.zip"
-      mv "$zip.part" "$zip"
-    fi
+    zip=$("$(dirname "$0")/packages.sh" fetch org.sonarsource.sonarqube:sonar-application "$CACHE")
     rm -rf "$CACHE/unpack.$$" && mkdir "$CACHE/unpack.$$"
     unzip -q "$zip" -d "$CACHE/unpack.$$"
     mv "$CACHE/unpack.$$/sonarqube-$VERSION" "$CACHE/sonarqube-$VERSION"

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-ACTIONLINT=$(ci/go-tool.sh github.com/rhysd/actionlint/cmd/actionlint v1.7.12)
+ACTIONLINT=$(ci/go-tool.sh github.com/rhysd/actionlint/cmd/actionlint)
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 PATH="$VENV/bin:$PATH"
 command -v shellcheck >/dev/null || { echo "shellcheck missing from $VENV" >&2; exit 1; }
