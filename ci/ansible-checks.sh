@@ -82,7 +82,7 @@ converge-host)
   # plus python3, as a cloud image has it, cached once per machine.
   BASE="$CACHE/rootfs-bookworm-ansible-target"
   if [ ! -x "$BASE/usr/bin/python3" ]; then
-    ci/packages.sh install debootstrap
+    "$ROOT/ci/packages.sh" install debootstrap
     rm -rf "$BASE.tmp"
     debootstrap --variant=minbase --include=python3,ca-certificates bookworm "$BASE.tmp" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 \
       || { tail -20 "$WORK/debootstrap.log"; exit 1; }
