@@ -3,7 +3,11 @@
 # bodies (bench/slow_clients.py, reopened as fast as the host closes them) while
 # wrk measures GET one task. Fails unless healthy p99 <= 50 ms with no socket
 # errors, and the host's open descriptors return to their idle count afterwards.
-# Writes bench/results/slow-clients.json.
+# Then slow readers (bench/slow_readers.py): 1,000 connections that ask for the
+# largest page (about 6.2 MB) and never read it, while wrk measures GET one task
+# again. Fails unless the host's RSS grows by at most its memory budget (default
+# 128 MiB) + 32 MiB, healthy p99 < 100 ms, and RSS 10 s after the readers are gone
+# is within 64 MiB of before. Writes bench/results/slow-clients.json.
 #
 #   bash bench/slow-clients.sh
 #   IDLE=5000 SLOW=100 DURATION=20s bash bench/slow-clients.sh
@@ -17,6 +21,8 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 IDLE=${IDLE:-10000}
 SLOW=${SLOW:-200}
+READERS=${READERS:-1000}
+BUDGET_MIB=128   # the host's --memory-budget-mib default
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 need wrk curl python3
@@ -52,16 +58,39 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 echo "host fds: idle $fds_idle, under attack $fds_attack, after $fds_after"
+
+# Slow readers: what the host holds for clients that never take their answer.
+python3 bench/slow_readers.py "$HOST_API" "$HOST_PID" "$READERS" $(( ${DURATION%s} + 10 )) >"$BENCH_WORK/readers" &
+READ_ATTACK=$!
+track "$READ_ATTACK"
+sleep 6
+read -r r_rps r_p50 r_p99 < <(wrk_round "$BENCH_WORK/readload" "$URL")
+r_sockerr=$(grep -c "Socket errors" "$BENCH_WORK/readload" || true)
+wait "$READ_ATTACK"
+readers=$(cat "$BENCH_WORK/readers")
+sleep 10
+rss_readers_after=$(rss_kb "$HOST_PID")
+echo "slow readers: $readers; healthy under them: $r_rps req/s, p50 $r_p50 ms, p99 $r_p99 ms; RSS 10 s after: $rss_readers_after KiB"
+
 SUMMARY=$(python3 - <<PY
 import json
 fails = []
 if $p99 > 50: fails.append("healthy p99 $p99 ms > 50 ms")
 if $sockerr: fails.append("wrk socket errors: " + open("$BENCH_WORK/load").read().split("Socket errors:")[1].splitlines()[0])
 if $fds_after > $fds_idle: fails.append("descriptors: $fds_idle idle before, $fds_after after")
+readers = json.loads('$readers')
+rss = readers["rss_kib"]
+if rss["peak"] - rss["before"] > ($BUDGET_MIB + 32) * 1024:
+    fails.append(f"slow readers: RSS grew {(rss['peak'] - rss['before']) / 1024:.0f} MiB (budget $BUDGET_MIB + 32)")
+if $r_p99 >= 100: fails.append("healthy p99 under slow readers $r_p99 ms >= 100 ms")
+if $r_sockerr: fails.append("wrk socket errors under slow readers")
+if $rss_readers_after - rss["before"] > 64 * 1024:
+    fails.append(f"slow readers: RSS after is {($rss_readers_after - rss['before']) / 1024:.0f} MiB above before (limit 64)")
 print(json.dumps({"idle": $IDLE, "slow_headers": $SLOW, "slow_bodies": $SLOW, "connections": $CONNS,
   "baseline": {"rps": $base_rps, "p50_ms": $base_p50, "p99_ms": $base_p99},
   "under_attack": {"rps": $rps, "p50_ms": $p50, "p99_ms": $p99},
   "attackers": json.loads('$attack'), "fds": {"idle": $fds_idle, "under_attack": $fds_attack, "after": $fds_after},
+  "slow_readers": {**readers, "rss_kib_after": $rss_readers_after, "under_readers": {"rps": $r_rps, "p50_ms": $r_p50, "p99_ms": $r_p99}},
   "failures": fails}))
 PY
 )

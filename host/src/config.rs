@@ -214,6 +214,21 @@ pub struct ServeArgs {
     #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub write_timeout_ms: u64,
 
+    /// Longest a client may take to read a whole response, from its first byte;
+    /// unlike --write-timeout-ms, progress does not extend it (then the connection
+    /// is closed). A reader that takes a byte every few seconds would otherwise
+    /// hold its response in memory for ever.
+    #[arg(long, env = "RESPONSE_WRITE_DEADLINE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub response_write_deadline_ms: u64,
+
+    /// Memory the host may hold on behalf of requests, in MiB: request bodies being
+    /// read, instance memory while handlers run, responses clients have not taken
+    /// yet. Past it, new requests get 503 + Retry-After instead of the process
+    /// growing until it is killed. The default fits a 1 GiB container with room
+    /// for the engine, the store's cache and the connections.
+    #[arg(long, env = "MEMORY_BUDGET_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
+    pub memory_budget_mib: u64,
+
     /// Open connections on the API port, across all workers; more are closed at
     /// accept. Lowered at start to fit the open-file limit, with a warning.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -264,6 +279,13 @@ impl ServeArgs {
         }
         if self.epoch_tick_ms > self.deadline_ms {
             bail!("--epoch-tick-ms must not exceed --deadline-ms");
+        }
+        if self.memory_limit_mib > self.memory_budget_mib {
+            bail!(
+                "--memory-limit-mib ({}) must not exceed --memory-budget-mib ({}): one request could never run",
+                self.memory_limit_mib,
+                self.memory_budget_mib
+            );
         }
         Ok(())
     }

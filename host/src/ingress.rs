@@ -2,8 +2,9 @@
 //! then handed to a fresh component instance. Errors the host itself produces are
 //! RFC 9457 problem documents, like the component's.
 
+use crate::budget::{Charge, ChargedBody, MemoryBudget, ResponseClock};
 use crate::engine::{GuestError, Runtime};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, bounded};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -34,6 +35,9 @@ pub struct IngressLimits {
     pub max_uri_bytes: usize,
     /// The whole body must arrive within this, once the head has.
     pub body_read_timeout: std::time::Duration,
+    /// The whole response must be taken by the client within this, once its
+    /// first bytes are written; progress does not extend it.
+    pub response_write_deadline: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -43,6 +47,8 @@ pub struct AppState {
     pub limits: IngressLimits,
     /// Shared by every worker: the global concurrency limit.
     pub permits: Arc<Semaphore>,
+    /// Shared by every worker: the bytes held for requests (`budget.rs`).
+    pub budget: MemoryBudget,
     /// Set only by `--bench-native-route`: the store, for the benchmark's native
     /// baseline handler. `None` in normal operation.
     pub bench_store: Option<Arc<dyn crate::data::Store>>,
@@ -99,18 +105,6 @@ fn drop_unusable_request_id(mut req: Request) -> Request {
         req.headers_mut().remove(REQUEST_ID);
     }
     req
-}
-
-/// At most `max` bytes of `s`, cut on a character boundary, with a marker when cut.
-fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return s.into();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...({} bytes)", &s[..end], s.len()).into()
 }
 
 /// An RFC 9457 problem produced by the host (not the component).
@@ -181,7 +175,11 @@ async fn handle(s: &AppState, req: Request) -> Response {
         return refused;
     }
     let (mut parts, body) = req.into_parts();
-    let body = match read_limited_body(s, &parts.headers, body).await {
+    // The connection's response clock (server.rs); absent when the router is
+    // driven without a connection (tests).
+    let clock = parts.extensions.get::<ResponseClock>().cloned();
+    let mut body_charge = s.budget.empty();
+    let body = match read_limited_body(s, &parts.headers, body, &mut body_charge).await {
         Ok(b) => b,
         Err(refused) => return refused,
     };
@@ -209,21 +207,40 @@ async fn handle(s: &AppState, req: Request) -> Response {
             .insert(header::HOST, HeaderValue::from_static("localhost"));
     }
     let req = http::Request::from_parts(parts, body);
-    match s
+    let outcome = s
         .runtime
         .handle(req)
         .instrument(tracing::Span::current())
-        .await
-    {
-        Ok(resp) => {
+        .await;
+    // The request body is in the instance's memory now, or no longer needed.
+    drop(body_charge);
+    match outcome {
+        Ok((resp, charge)) => {
             let (mut parts, body) = resp.into_parts();
-            // The body is complete; hyper sets Content-Length from it.
+            // The body is complete; hyper sets Content-Length from its size hint.
             parts.headers.remove(header::CONTENT_LENGTH);
             parts.headers.remove(header::TRANSFER_ENCODING);
-            Response::from_parts(parts, Body::from(body))
+            let clock = clock.map(|c| (c, s.limits.response_write_deadline));
+            Response::from_parts(parts, Body::new(ChargedBody::new(body, charge, clock)))
         }
         Err(e) => guest_failure(s, e),
     }
+}
+
+/// 503 for work refused because the memory budget is used up: the client may
+/// retry once the held responses have been taken.
+fn over_budget(s: &AppState) -> Response {
+    let mut r = refuse(
+        s,
+        "memory_budget",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Server overloaded",
+        "the server is holding too much data for other clients; retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// The request head against the limits: the target alone (414), then target and
@@ -291,6 +308,7 @@ async fn read_limited_body(
     s: &AppState,
     headers: &http::HeaderMap,
     body: Body,
+    charge: &mut Charge,
 ) -> Result<Bytes, Response> {
     let limit = s.limits.max_body_bytes;
     let too_large = || {
@@ -320,8 +338,9 @@ async fn read_limited_body(
     if declared.is_some_and(|n| n > (limit + DRAIN_MAX_BYTES) as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(s.limits.body_read_timeout, read_body(body, limit)).await {
+    match tokio::time::timeout(s.limits.body_read_timeout, read_body(body, limit, charge)).await {
         Ok(BodyRead::Complete(b)) => Ok(b),
+        Ok(BodyRead::OverBudget) => Err(closing(over_budget(s))),
         Ok(BodyRead::TooLarge) => Err(too_large()),
         Ok(BodyRead::Broken) => Err(refuse(
             s,
@@ -349,6 +368,7 @@ enum BodyRead {
     Complete(Bytes),
     TooLarge,
     Broken,
+    OverBudget,
 }
 
 /// Most a client may send past the limit before we stop reading and close.
@@ -358,7 +378,7 @@ const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Read the body up to `limit`. Past the limit the rest is read and discarded (a
 /// bounded amount, for a bounded time) before we answer: a client still uploading
 /// when we answer and close would see a broken pipe instead of our 413.
-async fn read_body(body: Body, limit: usize) -> BodyRead {
+async fn read_body(body: Body, limit: usize, charge: &mut Charge) -> BodyRead {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
@@ -392,9 +412,14 @@ async fn read_body(body: Body, limit: usize) -> BodyRead {
             }
         } else if buf.len() + data.len() > limit {
             over = true;
-            buf.clear();
+            buf = bytes::BytesMut::new();
+            charge.shrink(charge.bytes());
         } else {
+            let before = buf.capacity();
             buf.extend_from_slice(&data);
+            if !charge.try_grow(buf.capacity().saturating_sub(before)) {
+                return BodyRead::OverBudget;
+            }
         }
     }
     if over {
@@ -405,6 +430,10 @@ async fn read_body(body: Body, limit: usize) -> BodyRead {
 }
 
 fn guest_failure(s: &AppState, e: GuestError) -> Response {
+    if let GuestError::OverBudget = e {
+        // Not the component's failure: the request was refused for memory.
+        return over_budget(s);
+    }
     s.metrics.guest_traps.with_label_values(&[e.kind()]).inc();
     tracing::warn!(error = %e, kind = e.kind(), "component failed");
     match e {
@@ -426,6 +455,7 @@ fn guest_failure(s: &AppState, e: GuestError) -> Response {
             "The request handler failed",
             "the handler stopped with an error; see the host's logs for this request id",
         ),
+        GuestError::OverBudget => over_budget(s),
         GuestError::NoResponse | GuestError::BadResponse(_) => problem(
             StatusCode::BAD_GATEWAY,
             "handler-bad-response",
@@ -439,6 +469,7 @@ fn guest_failure(s: &AppState, e: GuestError) -> Response {
 mod tests {
     use super::*;
     use crate::engine;
+    use crate::engine::tests::test_budget;
     use std::sync::OnceLock;
     use tower::ServiceExt;
 
@@ -452,7 +483,16 @@ mod tests {
             let e = engine::build_engine(&limits).expect("engine");
             let c = engine::load_component(&e, None, None).expect("component");
             let data = engine::tests::test_data(dir.path(), &metrics);
-            let rt = Runtime::new(e, &c, limits, data, None, metrics.clone()).expect("runtime");
+            let rt = Runtime::new(
+                e,
+                &c,
+                limits,
+                data,
+                None,
+                metrics.clone(),
+                test_budget(&metrics),
+            )
+            .expect("runtime");
             (rt, metrics, dir)
         });
         (rt.clone(), m.clone())
@@ -460,6 +500,7 @@ mod tests {
 
     fn test_app(permits: usize) -> Router {
         let (runtime, metrics) = runtime();
+        let budget = test_budget(&metrics);
         app(AppState {
             runtime,
             metrics,
@@ -468,8 +509,10 @@ mod tests {
                 max_header_bytes: 2048,
                 max_uri_bytes: 512,
                 body_read_timeout: std::time::Duration::from_millis(300),
+                response_write_deadline: std::time::Duration::from_secs(30),
             },
             permits: Arc::new(Semaphore::new(permits)),
+            budget,
             bench_store: None,
         })
     }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench_native;
+mod budget;
 mod config;
 mod data;
 mod engine;
@@ -225,8 +226,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             metrics.clone(),
         )?)
     };
-    let runtime =
-        engine::Runtime::new(engine, &component, limits, data, key_value, metrics.clone())?;
+    let budget_bytes = usize::try_from(args.memory_budget_mib << 20).unwrap_or(usize::MAX);
+    metrics
+        .memory_budget_limit
+        .set(i64::try_from(budget_bytes).unwrap_or(i64::MAX));
+    let budget = budget::MemoryBudget::new(budget_bytes, metrics.memory_budget_used.clone());
+    budget::return_memory_to_the_system(&budget, Duration::from_secs(2));
+    let runtime = engine::Runtime::new(
+        engine,
+        &component,
+        limits,
+        data,
+        key_value,
+        metrics.clone(),
+        budget.clone(),
+    )?;
     component_ready.store(true, Ordering::Relaxed);
     tracing::info!(ms = start.elapsed().as_millis() as u64, grants = ?args.grants, "component ready");
 
@@ -244,8 +258,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_header_bytes: args.max_header_bytes as usize,
             max_uri_bytes: args.max_uri_bytes as usize,
             body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+            response_write_deadline: Duration::from_millis(args.response_write_deadline_ms),
         },
         permits: Arc::new(tokio::sync::Semaphore::new(args.max_concurrency as usize)),
+        budget,
         bench_store: args.bench_native_route.then(|| store.clone()),
     });
     for (i, listener) in api_listeners.into_iter().enumerate() {

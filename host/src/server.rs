@@ -8,6 +8,7 @@
 //! thread, its own connection cap and reserved file descriptors, so probes answer
 //! even when every worker is busy or the public port is flooded.
 
+use crate::budget::ResponseClock;
 use crate::telemetry::Metrics;
 use anyhow::Context;
 use axum::Router;
@@ -16,7 +17,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
+use std::task::{self, Poll};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -151,19 +155,42 @@ async fn serve(
         };
         // Responses are small and complete: send them now (no Nagle delay).
         let _ = tcp.set_nodelay(true);
-        let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
+        let cut_flag = Arc::new(AtomicBool::new(false));
+        let mut io = tokio_io_timeout::TimeoutStream::new(ResetOnCut {
+            tcp,
+            cut: cut_flag.clone(),
+        });
         io.set_write_timeout(Some(policy.limits.write_timeout));
+        // The response being written starts and stops this clock (budget.rs); the
+        // task below closes the connection when it runs out.
+        let clock = ResponseClock::default();
+        let service = {
+            let clock = clock.clone();
+            tower::ServiceExt::map_request(app.clone(), move |mut req: http::Request<_>| {
+                req.extensions_mut().insert(clock.clone());
+                req
+            })
+        };
         let conn = http.serve_connection(
             TokioIo::new(Box::pin(io)),
-            TowerToHyperService::new(app.clone()),
+            TowerToHyperService::new(service),
         );
         let conn = graceful.watch(conn);
         let open = open.clone();
+        let cut = policy
+            .metrics
+            .connections_cut
+            .with_label_values(&["write_deadline"]);
         open.inc();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                // Timeouts, resets and malformed requests: the client's problem.
-                tracing::debug!(error = %e, "connection closed with an error");
+            if let Err(e) = until_response_deadline(conn, &clock, &cut_flag).await {
+                match e {
+                    ConnEnd::WriteDeadline => cut.inc(),
+                    // Timeouts, resets and malformed requests: the client's problem.
+                    ConnEnd::Error(e) => {
+                        tracing::debug!(error = %e, "connection closed with an error")
+                    }
+                }
             }
             open.dec();
             drop(slot);
@@ -171,6 +198,107 @@ async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A client socket that closes with a reset (SO_LINGER 0) instead of a FIN when its
+/// connection was cut: a graceful close would keep sending what the kernel still
+/// buffers to the very client too slow to take it, for as long as it keeps reading.
+struct ResetOnCut {
+    tcp: tokio::net::TcpStream,
+    cut: Arc<AtomicBool>,
+}
+
+impl Drop for ResetOnCut {
+    fn drop(&mut self) {
+        if self.cut.load(Ordering::Relaxed) {
+            let _ = socket2::SockRef::from(&self.tcp).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for ResetOnCut {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ResetOnCut {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+enum ConnEnd {
+    WriteDeadline,
+    Error(hyper::Error),
+}
+
+/// Drive the connection until it ends, or until a response has been in the writing
+/// for longer than its deadline: then drop it with `cut` set, which resets the
+/// socket and frees what it held.
+async fn until_response_deadline<F>(
+    conn: F,
+    clock: &ResponseClock,
+    cut: &AtomicBool,
+) -> Result<(), ConnEnd>
+where
+    F: Future<Output = Result<(), hyper::Error>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    loop {
+        let deadline = clock.deadline();
+        let expired = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = conn.as_mut() => return r.map_err(ConnEnd::Error),
+            () = clock.changed() => {}
+            () = expired => {
+                // Re-read: the response may have finished at this very moment.
+                if clock.deadline().is_some_and(|at| at <= std::time::Instant::now()) {
+                    cut.store(true, Ordering::Relaxed);
+                    return Err(ConnEnd::WriteDeadline);
+                }
+            }
+        }
+    }
 }
 
 /// Accept fails for two reasons: the connection died before we took it (go on), or

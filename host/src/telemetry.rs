@@ -40,6 +40,22 @@ fn use_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// At most `max` bytes of `s`, cut on a character boundary, with a marker when cut:
+/// what a client or a component sends is bounded before it reaches a log line.
+pub fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...({} bytes)", &s[..end], s.len()).into()
+}
+
+/// Longest text from a component (an error reason, a name) written to a log line.
+pub const LOGGED_GUEST_TEXT_MAX: usize = 256;
+
 /// Every metric the host exports. Cloning is one `Arc` increment: the state that
 /// holds it is cloned for every request.
 #[derive(Clone)]
@@ -71,6 +87,9 @@ pub struct MetricsInner {
     pub ready: IntGauge,
     pub connections: IntGaugeVec,
     pub connections_refused: IntCounterVec,
+    pub connections_cut: IntCounterVec,
+    pub memory_budget_used: IntGauge,
+    pub memory_budget_limit: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -204,6 +223,21 @@ impl Metrics {
                 env!("HOST_RUSTC_VERSION"),
             ])
             .set(1);
+        let connections_cut = IntCounterVec::new(
+            Opts::new(
+                "http_connections_cut_total",
+                "Connections the host closed because a response was not taken in time (write_deadline).",
+            ),
+            &["reason"],
+        )?;
+        let memory_budget_used = IntGauge::new(
+            "host_memory_budget_used_bytes",
+            "Bytes held on behalf of requests (bodies, instance memory, responses not yet taken), charged to --memory-budget-mib.",
+        )?;
+        let memory_budget_limit = IntGauge::new(
+            "host_memory_budget_limit_bytes",
+            "The memory budget for requests (--memory-budget-mib), in bytes.",
+        )?;
         // Counters whose labels take a few known values start at 0 for each, so
         // that rate() and increase() see their first increment (a series born at
         // 4 has no increase) and an alert fires on the first burst.
@@ -214,10 +248,11 @@ impl Metrics {
             "body_too_large",
             "body_read",
             "body_timeout",
+            "memory_budget",
         ] {
             rejected.with_label_values(&[reason]);
         }
-        for kind in ["deadline", "memory", "trap", "bad_response"] {
+        for kind in crate::engine::GuestError::TRAP_KINDS {
             guest_traps.with_label_values(&[kind]);
         }
         for reason in ["grant", "firewall"] {
@@ -260,6 +295,10 @@ impl Metrics {
         ))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(connections_cut.clone()))?;
+        registry.register(Box::new(memory_budget_used.clone()))?;
+        registry.register(Box::new(memory_budget_limit.clone()))?;
+        connections_cut.with_label_values(&["write_deadline"]);
         registry.register(Box::new(build_info))?;
         Ok(Self(std::sync::Arc::new(MetricsInner {
             registry,
@@ -280,6 +319,9 @@ impl Metrics {
             ready,
             connections,
             connections_refused,
+            connections_cut,
+            memory_budget_used,
+            memory_budget_limit,
         })))
     }
 

@@ -125,6 +125,15 @@ async fn the_host_refuses_forbidden_operators_from_the_component_itself() {
             "invalid: `$regex` pattern longer than 256 bytes",
         ),
         (
+            "/fault/inject?op=regex-heavy",
+            "invalid: `$regex`: a repeated group may not repeat or alternate inside",
+        ),
+        (
+            "/fault/inject?op=regex-backtrack",
+            "invalid: `$regex`: a repeated group may not repeat or alternate inside",
+        ),
+        ("/fault/inject?op=op-long", "invalid: operator `$kkkkkkkk"),
+        (
             "/fault/inject-update?op=rename",
             "invalid: operator `$rename` is not allowed",
         ),
@@ -151,7 +160,14 @@ async fn the_host_refuses_forbidden_operators_from_the_component_itself() {
     assert_eq!(r["outcome"], "ok");
     let metrics = common::metrics_text(&c, &s).await;
     assert!(
-        metrics.contains("data_requests_denied_total{reason=\"firewall\"} 11"),
+        metrics.contains("data_requests_denied_total{reason=\"firewall\"} 14"),
         "{metrics}"
+    );
+    // The component's 200 KB operator name reached no log line whole.
+    let logs = s.log_text();
+    assert!(logs.contains("firewall refused a data call"), "{logs}");
+    assert!(
+        !logs.contains(&"k".repeat(1000)),
+        "an unbounded guest string was logged"
     );
 }

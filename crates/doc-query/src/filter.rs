@@ -1,9 +1,11 @@
 //! Filters: parse (= validate against the allow-list) and match.
 
 use crate::eval::{compare_same_bracket, resolve, values_equal};
-use crate::{Limits, QueryError, check_doc_depth, invalid, parse_path};
+use crate::{Limits, QueryError, check_doc_depth, invalid, not_allowed, parse_path};
 use bson::{Bson, Document};
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta;
+use regex_automata::util::syntax;
+use std::cell::Cell;
 use std::cmp::Ordering;
 
 /// A validated filter.
@@ -32,7 +34,7 @@ pub enum Cond {
 /// the condition can be written back out exactly (`Filter::to_document`).
 #[derive(Debug, Clone)]
 pub struct Pattern {
-    re: Regex,
+    re: meta::Regex,
     pattern: String,
     options: String,
 }
@@ -41,7 +43,7 @@ impl Filter {
     /// Parse and validate a filter document. An empty document matches everything.
     pub fn parse(doc: &Document, limits: &Limits) -> Result<Self, QueryError> {
         check_doc_depth(doc, limits.max_depth)?;
-        parse_doc(doc, limits)
+        parse_doc(doc, &Ctx::new(limits))
     }
 
     /// The filter as a document, rebuilt from the parsed form: only what the
@@ -91,6 +93,26 @@ impl Filter {
                 d.insert(path.join("."), field_condition(conds));
                 d
             }
+        }
+    }
+
+    /// The heap the filter's compiled patterns hold (the bound
+    /// `Limits::max_regex_compiled_bytes` keeps).
+    pub fn regex_memory(&self) -> usize {
+        fn conds(cs: &[Cond]) -> usize {
+            cs.iter()
+                .map(|c| match c {
+                    Cond::Regex(p) => p.re.memory_usage(),
+                    Cond::Not(inner) => conds(inner),
+                    _ => 0,
+                })
+                .sum()
+        }
+        match self {
+            Filter::And(parts) | Filter::Or(parts) | Filter::Nor(parts) => {
+                parts.iter().map(Filter::regex_memory).sum()
+            }
+            Filter::Field { conds: cs, .. } => conds(cs),
         }
     }
 
@@ -177,7 +199,8 @@ fn conds_document(conds: &[Cond]) -> Document {
     d
 }
 
-fn parse_doc(doc: &Document, limits: &Limits) -> Result<Filter, QueryError> {
+fn parse_doc(doc: &Document, cx: &Ctx) -> Result<Filter, QueryError> {
+    let limits = cx.limits;
     let mut parts = Vec::with_capacity(doc.len());
     for (key, value) in doc {
         let part = match key.as_str() {
@@ -194,7 +217,7 @@ fn parse_doc(doc: &Document, limits: &Limits) -> Result<Filter, QueryError> {
                 let subs = items
                     .iter()
                     .map(|item| match item {
-                        Bson::Document(d) => parse_doc(d, limits),
+                        Bson::Document(d) => parse_doc(d, cx),
                         _ => Err(invalid(format!("`{key}` elements must be documents"))),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -204,10 +227,10 @@ fn parse_doc(doc: &Document, limits: &Limits) -> Result<Filter, QueryError> {
                     _ => Filter::Nor(subs),
                 }
             }
-            k if k.starts_with('$') => return Err(QueryError::OperatorNotAllowed(k.to_owned())),
+            k if k.starts_with('$') => return Err(not_allowed(k)),
             k => Filter::Field {
                 path: parse_path(k)?,
-                conds: parse_conditions(value, limits)?,
+                conds: parse_conditions(value, cx)?,
             },
         };
         parts.push(part);
@@ -220,18 +243,18 @@ fn parse_doc(doc: &Document, limits: &Limits) -> Result<Filter, QueryError> {
 }
 
 /// A field's condition: an operator document, a regex literal, or a value to equal.
-fn parse_conditions(value: &Bson, limits: &Limits) -> Result<Vec<Cond>, QueryError> {
+fn parse_conditions(value: &Bson, cx: &Ctx) -> Result<Vec<Cond>, QueryError> {
     match value {
         Bson::Document(d) if d.keys().any(|k| k.starts_with('$')) => {
             if !d.keys().all(|k| k.starts_with('$')) {
                 return Err(invalid("cannot mix operators and fields in one condition"));
             }
-            parse_operators(d, limits)
+            parse_operators(d, cx)
         }
         Bson::RegularExpression(r) => Ok(vec![regex_cond(
             r.pattern.as_str(),
             r.options.as_str(),
-            limits,
+            cx,
         )?]),
         v => Ok(vec![Cond::Eq(literal(v)?)]),
     }
@@ -279,7 +302,8 @@ fn list(v: &Bson, op: &str, limits: &Limits) -> Result<Vec<Bson>, QueryError> {
     items.iter().map(literal).collect()
 }
 
-fn parse_operators(ops: &Document, limits: &Limits) -> Result<Vec<Cond>, QueryError> {
+fn parse_operators(ops: &Document, cx: &Ctx) -> Result<Vec<Cond>, QueryError> {
+    let limits = cx.limits;
     let mut conds = Vec::with_capacity(ops.len());
     let options = match ops.get("$options") {
         None => None,
@@ -306,60 +330,155 @@ fn parse_operators(ops: &Document, limits: &Limits) -> Result<Vec<Cond>, QueryEr
                 _ => return Err(invalid("`$exists` needs a boolean")),
             },
             "$regex" => match v {
-                Bson::String(p) => regex_cond(p, options.unwrap_or(""), limits)?,
+                Bson::String(p) => regex_cond(p, options.unwrap_or(""), cx)?,
                 Bson::RegularExpression(r) if options.is_none() => {
-                    regex_cond(r.pattern.as_str(), r.options.as_str(), limits)?
+                    regex_cond(r.pattern.as_str(), r.options.as_str(), cx)?
                 }
                 _ => return Err(invalid("`$regex` needs a string pattern")),
             },
             "$options" => continue,
             "$not" => match v {
                 Bson::Document(d) if !d.is_empty() && d.keys().all(|k| k.starts_with('$')) => {
-                    Cond::Not(parse_operators(d, limits)?)
+                    Cond::Not(parse_operators(d, cx)?)
                 }
                 Bson::RegularExpression(r) => Cond::Not(vec![regex_cond(
                     r.pattern.as_str(),
                     r.options.as_str(),
-                    limits,
+                    cx,
                 )?]),
                 _ => return Err(invalid("`$not` needs an operator document or a regex")),
             },
-            other => return Err(QueryError::OperatorNotAllowed(other.to_owned())),
+            other => return Err(not_allowed(other)),
         };
         conds.push(cond);
     }
     Ok(conds)
 }
 
-fn regex_cond(pattern: &str, options: &str, limits: &Limits) -> Result<Cond, QueryError> {
+/// What one parse (a filter, or an update's `$pull` conditions) has spent so far on
+/// patterns: their number and the compiled size they may still use. Compiling a
+/// pattern is the one costly step of parsing (a Unicode-aware `\w` with `i` is a
+/// large automaton), and a filter may hold thousands of fields.
+pub(crate) struct Ctx<'a> {
+    pub(crate) limits: &'a Limits,
+    regexes: Cell<usize>,
+    compiled_left: Cell<usize>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(limits: &'a Limits) -> Self {
+        Self {
+            limits,
+            regexes: Cell::new(0),
+            compiled_left: Cell::new(limits.max_regex_compiled_bytes),
+        }
+    }
+}
+
+fn regex_cond(pattern: &str, options: &str, cx: &Ctx) -> Result<Cond, QueryError> {
+    let limits = cx.limits;
     if pattern.len() > limits.max_regex_len {
         return Err(invalid(format!(
             "`$regex` pattern longer than {} bytes",
             limits.max_regex_len
         )));
     }
-    let mut b = RegexBuilder::new(pattern);
+    let count = cx.regexes.get() + 1;
+    if count > limits.max_regexes {
+        return Err(invalid(format!(
+            "at most {} `$regex` conditions per query",
+            limits.max_regexes
+        )));
+    }
+    cx.regexes.set(count);
+    let mut syn = syntax::Config::new();
     for c in options.chars() {
-        match c {
-            'i' => b.case_insensitive(true),
-            'm' => b.multi_line(true),
-            's' => b.dot_matches_new_line(true),
-            'x' => b.ignore_whitespace(true),
+        syn = match c {
+            'i' => syn.case_insensitive(true),
+            'm' => syn.multi_line(true),
+            's' => syn.dot_matches_new_line(true),
+            'x' => syn.ignore_whitespace(true),
             _ => return Err(invalid(format!("`$options` flag `{c}` is not allowed"))),
         };
     }
-    // The regex crate runs in linear time (no catastrophic backtracking); the size
-    // limit bounds what a hostile pattern can make it allocate.
-    let re = b
-        .size_limit(1 << 20)
-        .dfa_size_limit(1 << 20)
-        .build()
-        .map_err(|e| invalid(format!("bad `$regex`: {e}")))?;
+    linear_in_both_engines(pattern, options)?;
+    // The regex engine runs in linear time; the size limit bounds what this pattern
+    // may allocate, from what the whole query may still compile. Only the NFA is
+    // built up front (the PikeVM and the lazy DFA search with it, the lazy DFA's
+    // cache bounded on its own): the full and one-pass DFAs, which other crates'
+    // features may enable in the same build, would each add their own size.
+    let left = cx.compiled_left.get();
+    let re = meta::Builder::new()
+        .syntax(syn)
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(left))
+                .dfa(false)
+                .onepass(false)
+                .backtrack(false)
+                .hybrid_cache_capacity(left.min(1 << 20)),
+        )
+        .build(pattern)
+        .map_err(|e| {
+            if e.size_limit().is_some() {
+                invalid(format!(
+                    "`$regex` patterns of one query may compile to at most {} bytes",
+                    limits.max_regex_compiled_bytes
+                ))
+            } else {
+                invalid(format!("bad `$regex`: {e}"))
+            }
+        })?;
+    cx.compiled_left.set(left.saturating_sub(re.memory_usage()));
     Ok(Cond::Regex(Box::new(Pattern {
         re,
         pattern: pattern.to_owned(),
         options: options.to_owned(),
     })))
+}
+
+/// The patterns accepted are those that mean the same and run in linear time both
+/// here (Rust's regex crate: always linear) and in MongoDB (PCRE, a backtracking
+/// engine). PCRE backtracks exponentially on a repetition of something that can
+/// match in more than one way: `(a+)+`, `(a|aa)+`, `(\w+\s*){30}`. So a repeated
+/// group may not itself hold a repetition or an alternation. Back-references and
+/// look-around never get here: Rust's parser refuses them. docs/security.md lists
+/// what is accepted.
+fn linear_in_both_engines(pattern: &str, options: &str) -> Result<(), QueryError> {
+    use regex_syntax::ast::{Ast, parse::ParserBuilder};
+    let ast = ParserBuilder::new()
+        .ignore_whitespace(options.contains('x'))
+        .nest_limit(64)
+        .build()
+        .parse(pattern)
+        .map_err(|e| invalid(format!("bad `$regex`: {e}")))?;
+    // Whether `ast` can match in more than one way by itself: it repeats or
+    // alternates (a single-character class does neither).
+    fn ambiguous(ast: &Ast) -> bool {
+        match ast {
+            Ast::Repetition(_) | Ast::Alternation(_) => true,
+            Ast::Group(g) => ambiguous(&g.ast),
+            Ast::Concat(c) => c.asts.iter().any(ambiguous),
+            _ => false,
+        }
+    }
+    fn check(ast: &Ast) -> Result<(), QueryError> {
+        match ast {
+            Ast::Repetition(r) => {
+                if ambiguous(&r.ast) {
+                    return Err(invalid(
+                        "`$regex`: a repeated group may not repeat or alternate inside (nested quantifiers backtrack exponentially in MongoDB)",
+                    ));
+                }
+                check(&r.ast)
+            }
+            Ast::Group(g) => check(&g.ast),
+            Ast::Concat(c) => c.asts.iter().try_for_each(check),
+            Ast::Alternation(a) => a.asts.iter().try_for_each(check),
+            _ => Ok(()),
+        }
+    }
+    check(&ast)
 }
 
 /// Equality against the values a path reached: an array matches if it equals the
@@ -478,13 +597,13 @@ pub(crate) enum PullCondition {
     Query(Filter),
 }
 
-pub(crate) fn parse_pull(value: &Bson, limits: &Limits) -> Result<PullCondition, QueryError> {
+pub(crate) fn parse_pull(value: &Bson, cx: &Ctx) -> Result<PullCondition, QueryError> {
     match value {
         Bson::Document(d) if d.is_empty() => Err(invalid("`$pull` needs a condition")),
         Bson::Document(d) if !d.keys().any(|k| k.starts_with('$')) => {
-            Ok(PullCondition::Query(parse_doc(d, limits)?))
+            Ok(PullCondition::Query(parse_doc(d, cx)?))
         }
-        v => Ok(PullCondition::Value(parse_conditions(v, limits)?)),
+        v => Ok(PullCondition::Value(parse_conditions(v, cx)?)),
     }
 }
 
@@ -524,6 +643,82 @@ mod tests {
 
     fn err(d: Document) -> QueryError {
         Filter::parse(&d, &Limits::default()).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn patterns_that_backtrack_in_pcre_are_refused() {
+        for bad in [
+            r"(a+)+$",
+            r"^(a|aa)+$",
+            r"(\w+\s*){30}",
+            r"(?:x*y?)*",
+            r"((ab)*c)+",
+            r"(a|b)*",
+        ] {
+            let e = err(doc! {"t": {"$regex": bad}});
+            assert!(
+                matches!(&e, QueryError::Invalid(m) if m.contains("nested quantifiers")),
+                "{bad}: {e:?}"
+            );
+        }
+        for good in [
+            r"^wr",
+            r"a+b*c?",
+            r"[ab]+",
+            r"(?:abc){3}",
+            r"(ab)+",
+            r"\d{4}-\d{2}",
+            r"foo|bar",
+            r"(foo|bar)baz",
+        ] {
+            f(doc! {"t": {"$regex": good}});
+        }
+    }
+
+    #[test]
+    fn a_query_holds_a_bounded_number_of_patterns() {
+        let limits = Limits::default();
+        let mut d = Document::new();
+        for i in 0..limits.max_regexes {
+            d.insert(format!("f{i}"), doc! {"$regex": "^x"});
+        }
+        f(d.clone());
+        d.insert("one_more", regex_value("^y", ""));
+        assert!(matches!(err(d), QueryError::Invalid(m) if m.contains("at most 16")));
+        // `$not` and `$or` branches count too.
+        let mut or = Vec::new();
+        for _ in 0..=limits.max_regexes {
+            or.push(Bson::Document(doc! {"t": {"$not": regex_value("^x", "")}}));
+        }
+        err(doc! {"$or": or});
+    }
+
+    #[test]
+    fn the_patterns_of_a_query_share_one_compiled_size_budget() {
+        // Each `\w{40}` with `i` is a large Unicode automaton: a few fit, then the
+        // budget refuses, and what was compiled stays under it.
+        let limits = Limits::default();
+        let mut d = Document::new();
+        let mut refused = false;
+        for i in 0..limits.max_regexes {
+            d.insert(format!("f{i}"), doc! {"$regex": r"\w{40}", "$options": "i"});
+            match Filter::parse(&d, &limits) {
+                Ok(filter) => assert!(filter.regex_memory() <= limits.max_regex_compiled_bytes),
+                Err(QueryError::Invalid(m)) if m.contains("compile to at most") => {
+                    refused = true;
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(refused, "16 large patterns must not all fit");
+    }
+
+    #[test]
+    fn operator_names_in_errors_are_cut() {
+        let long = format!("${}", "x".repeat(100_000));
+        let e = err(doc! {long: 1});
+        assert!(e.to_string().len() < 120, "{}", e.to_string().len());
     }
 
     #[test]

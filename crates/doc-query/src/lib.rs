@@ -35,6 +35,10 @@ pub struct Limits {
     pub max_document_bytes: usize,
     /// Maximum number of elements in an `$in`/`$nin` list or `$and`/`$or`/`$nor`.
     pub max_list_len: usize,
+    /// Maximum number of `$regex` conditions in one filter (or one update's `$pull`s).
+    pub max_regexes: usize,
+    /// Maximum heap the compiled `$regex` patterns of one filter may use together.
+    pub max_regex_compiled_bytes: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +48,8 @@ impl Default for Limits {
             max_regex_len: 256,
             max_document_bytes: 1024 * 1024,
             max_list_len: 1000,
+            max_regexes: 16,
+            max_regex_compiled_bytes: 2 << 20,
         }
     }
 }
@@ -59,6 +65,21 @@ pub enum QueryError {
     TooLarge(usize),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// An operator name from the input, cut to a length fit for an error message (and
+/// so for a log line): a key may be as long as the document.
+pub(crate) fn not_allowed(op: &str) -> QueryError {
+    const SHOWN: usize = 64;
+    QueryError::OperatorNotAllowed(if op.len() <= SHOWN {
+        op.to_owned()
+    } else {
+        let mut end = SHOWN;
+        while !op.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &op[..end])
+    })
 }
 
 pub(crate) fn invalid(msg: impl Into<String>) -> QueryError {

@@ -1,7 +1,9 @@
 //! Update documents: `$set $unset $inc $push $pull`, nothing else.
 
-use crate::filter::{PullCondition, parse_pull};
-use crate::{Limits, QueryError, check_doc_depth, invalid, parse_path, validate_document};
+use crate::filter::{Ctx, PullCondition, parse_pull};
+use crate::{
+    Limits, QueryError, check_doc_depth, invalid, not_allowed, parse_path, validate_document,
+};
 use bson::{Bson, Document};
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ impl Update {
         if doc.is_empty() {
             return Err(invalid("update needs at least one operator"));
         }
+        // One pattern budget for every `$pull` of the update.
+        let patterns = Ctx::new(limits);
         let mut ops: Vec<(Vec<String>, Op)> = Vec::new();
         for (op, fields) in doc {
             if !op.starts_with('$') {
@@ -58,7 +62,7 @@ impl Update {
                 ));
             }
             if !matches!(op.as_str(), "$set" | "$unset" | "$inc" | "$push" | "$pull") {
-                return Err(QueryError::OperatorNotAllowed(op.clone()));
+                return Err(not_allowed(op));
             }
             let Bson::Document(fields) = fields else {
                 return Err(invalid(format!("`{op}` needs a document of fields")));
@@ -100,7 +104,7 @@ impl Update {
                         }
                         v => Op::Push(vec![value(v, limits)?]),
                     },
-                    _ => Op::Pull(parse_pull(v, limits)?),
+                    _ => Op::Pull(parse_pull(v, &patterns)?),
                 };
                 ops.push((segs, parsed));
             }

@@ -137,6 +137,24 @@ async fn handle(req: Request) -> Response {
                     d
                 }
                 "regex-long" => doc! {"title": {"$regex": "a".repeat(10_000)}},
+                // An operator name as long as a request allows: it must not reach
+                // the host's log lines whole.
+                "op-long" => {
+                    let mut d = bson::Document::new();
+                    d.insert(format!("${}", "k".repeat(200_000)), 1);
+                    d
+                }
+                // The review's filter: PCRE backtracks exponentially on it, and
+                // compiling a thousand of them took seconds and hundreds of MiB.
+                "regex-heavy" => (0..1000)
+                    .map(|i| {
+                        (
+                            format!("f{i}"),
+                            bson::Bson::Document(doc! {"$regex": r"(\w+\s*){30}", "$options": "i"}),
+                        )
+                    })
+                    .collect(),
+                "regex-backtrack" => doc! {"title": {"$regex": "^(a|aa)+$"}},
                 _ => doc! {},
             };
             let opts = FindOptions {

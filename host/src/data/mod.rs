@@ -12,7 +12,7 @@ pub mod mongo;
 #[cfg(test)]
 mod conformance;
 
-use crate::telemetry::Metrics;
+use crate::telemetry::{LOGGED_GUEST_TEXT_MAX, Metrics, bounded};
 use bson::{Document, RawDocumentBuf};
 use doc_query::{Filter, Limits, Projection, QueryError, Sort, Update};
 use std::collections::BTreeSet;
@@ -205,8 +205,9 @@ impl DocumentsCtx {
             .data_denied
             .with_label_values(&["firewall"])
             .inc();
-        tracing::warn!(reason = %e, "firewall refused a data call");
-        WitError::Invalid(e.to_string())
+        let reason = e.to_string();
+        tracing::warn!(reason = %bounded(&reason, LOGGED_GUEST_TEXT_MAX), "firewall refused a data call");
+        WitError::Invalid(reason)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Document, WitError> {

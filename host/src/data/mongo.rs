@@ -276,11 +276,15 @@ impl Store for MongoStore {
             self.coll(coll)
                 .find_one(q.filter.to_document())
                 .sort(doc! {"_id": 1})
+                .max_time(self.op_timeout)
                 .into_future(),
         )
         .await
     }
 
+    // Every query carries maxTimeMS equal to the client-side bound (`bounded`): when
+    // the host gives up on an operation, the server stops working on it too instead
+    // of running a costly filter to its end for nobody.
     async fn find(
         &self,
         coll: &str,
@@ -292,7 +296,8 @@ impl Store for MongoStore {
             .find(q.filter.to_document())
             .sort(total_sort(spec.sort.as_ref()))
             .limit(i64::from(spec.limit))
-            .skip(u64::from(spec.skip));
+            .skip(u64::from(spec.skip))
+            .max_time(self.op_timeout);
         if let Some(p) = &spec.projection {
             find = find.projection(p.to_document());
         }
@@ -304,6 +309,7 @@ impl Store for MongoStore {
         self.bounded(
             self.coll(coll)
                 .count_documents(q.filter.to_document())
+                .max_time(self.op_timeout)
                 .into_future(),
         )
         .await
@@ -327,6 +333,7 @@ impl Store for MongoStore {
                     .find_one_and_update(filter, change.update.to_document())
                     .sort(doc! {"_id": 1})
                     .return_document(ReturnDocument::After)
+                    .max_time(self.op_timeout)
                     .into_future(),
             )
             .await?;

@@ -2,6 +2,7 @@
 //! and wasi:http contexts (granting nothing), the memory limiter, and the
 //! `documents` and (opt-in) key-value contexts.
 
+use crate::budget::Charge;
 use crate::data::DocumentsCtx;
 use crate::keyvalue::{KeyValueCtx, KeyValueView};
 use wasmtime::ResourceLimiter;
@@ -24,6 +25,7 @@ impl Host {
         documents: DocumentsCtx,
         key_value: KeyValueCtx,
         memory_bytes: usize,
+        memory_charge: Charge,
     ) -> Self {
         // Nothing is granted: no env, args, preopened dirs, sockets or DNS.
         let wasi = WasiCtx::builder()
@@ -39,6 +41,9 @@ impl Host {
             limiter: Limiter {
                 memory_bytes,
                 denied: false,
+                charge: memory_charge,
+                linear_memory: 0,
+                over_budget: false,
             },
             documents,
             key_value,
@@ -98,16 +103,22 @@ impl WasiHttpHooks for DenyOutbound {
 }
 
 /// Caps linear memory growth and remembers a refusal, so a trap that follows can be
-/// reported as "memory limit" rather than a generic trap.
+/// reported as "memory limit" (the instance's own limit) or as "overloaded" (the
+/// process-wide budget, see `budget.rs`) rather than a generic trap. The memory
+/// is charged to the budget as it grows, and given back when the store is dropped.
 pub(super) struct Limiter {
     memory_bytes: usize,
     pub(super) denied: bool,
+    charge: Charge,
+    /// The instance's linear memories, all together.
+    linear_memory: usize,
+    pub(super) over_budget: bool,
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -115,6 +126,15 @@ impl ResourceLimiter for Limiter {
             self.denied = true;
             return Ok(false);
         }
+        // The charge taken at admission covers the instance's memories (all of them
+        // together) up to its size; growth past it is charged as it happens.
+        let total = self.linear_memory + desired.saturating_sub(current);
+        let more = total.saturating_sub(self.charge.bytes());
+        if more > 0 && !self.charge.try_grow(more) {
+            self.over_budget = true;
+            return Ok(false);
+        }
+        self.linear_memory = total;
         Ok(true)
     }
 

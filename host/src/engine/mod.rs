@@ -8,11 +8,12 @@ mod host;
 pub use cache::{CacheOutcome, CompileCache};
 pub use host::Host;
 
+use crate::budget::{Charge, MemoryBudget};
 use crate::data::DataConfig;
 use crate::keyvalue::KeyValueConfig;
 use crate::telemetry::Metrics;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,17 @@ const LONG_RUNNING_TICKS: u32 = 10;
 /// Yields per tick of a long-running guest.
 const LONG_RUNNING_YIELDS: u32 = 4;
 
+/// Linear memory a pool slot keeps resident (zeroed) after its instance ends, so the
+/// next instance in it starts without page faults. Measured: 1 -> 2 MiB was the step
+/// (docs/performance.md); more only adds to what the pool keeps after a burst (the
+/// slots used at the peak, each up to this: outside the memory budget).
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+
+/// What an instance must find room for in the memory budget before it starts (it
+/// waits for it, up to its deadline); its linear memory past this is charged as it
+/// grows. About the tasks component's initial memory.
+pub const INSTANCE_ADMISSION_CHARGE: usize = 1 << 20;
+
 /// Largest response body a component may produce.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -72,6 +84,10 @@ pub enum GuestError {
     NoResponse,
     #[error("the component's response was too large or malformed: {0}")]
     BadResponse(String),
+    /// The process-wide memory budget (`budget.rs`) had no room for the
+    /// instance's memory or its response: the request is refused, not failed.
+    #[error("the memory budget for requests is used up")]
+    OverBudget,
 }
 
 impl GuestError {
@@ -81,8 +97,21 @@ impl GuestError {
             GuestError::Memory => "memory",
             GuestError::Trap(_) => "trap",
             GuestError::NoResponse | GuestError::BadResponse(_) => "bad_response",
+            GuestError::OverBudget => "over_budget",
         }
     }
+
+    /// The kinds counted in `wasm_guest_traps_total` (started at 0): every value of
+    /// [`GuestError::kind`] but `over_budget`, which is a refusal, counted in
+    /// `http_requests_rejected_total{reason="memory_budget"}`.
+    pub const TRAP_KINDS: [&'static str; 4] = ["deadline", "memory", "trap", "bad_response"];
+}
+
+/// Which limit refused the instance memory, if one did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Denied {
+    memory: bool,
+    budget: bool,
 }
 
 /// Marker error raised from the epoch callback once the deadline has passed.
@@ -126,8 +155,8 @@ pub fn build_engine_for(limits: &Limits, cpu: CpuFeatures) -> wasmtime::Result<E
         .total_stacks(n)
         .max_memory_size(limits.memory_bytes)
         // Resetting a slot by zeroing the first pages instead of unmapping them was
-        // the biggest single win (1 -> 2 MiB was the step; 4 MiB has headroom).
-        .linear_memory_keep_resident(4 << 20)
+        // the biggest single win.
+        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
         .table_keep_resident(1 << 20)
         .async_stack_keep_resident(256 << 10)
         // Linux >= 6.7 can tell which kept pages were dirtied; elsewhere it is off.
@@ -282,6 +311,7 @@ pub struct Runtime {
     data: Arc<DataConfig>,
     key_value: Option<KeyValueConfig>,
     metrics: Metrics,
+    budget: MemoryBudget,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -293,6 +323,7 @@ impl Runtime {
         data: DataConfig,
         key_value: Option<KeyValueConfig>,
         metrics: Metrics,
+        budget: MemoryBudget,
     ) -> wasmtime::Result<Arc<Self>> {
         let mut linker: Linker<Host> = Linker::new(&engine);
         // Full WASI p2 so components built by Rust's std link, but the context
@@ -323,17 +354,33 @@ impl Runtime {
             data: Arc::new(data),
             key_value,
             metrics,
+            budget,
             ticker_stop,
         }))
     }
 
     /// Run one request through a fresh instance. The body is already read (and
     /// size-limited) by the ingress, and the response body is collected (and
-    /// size-limited) here, so it leaves with a Content-Length.
+    /// size-limited) here, so it leaves with a Content-Length. The instance's
+    /// memory and the response are charged to the memory budget; the response's
+    /// charge is returned with it, to be held until the client has taken it.
     pub async fn handle(
         &self,
         req: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, GuestError> {
+    ) -> Result<(http::Response<Bytes>, Charge), GuestError> {
+        // A read may be refused past the budget at any point; the result of a write
+        // is delivered even then (it happened: a 503 would invite a retry).
+        let refusable = req.method().is_safe();
+        // Room for the instance first: a burst waits briefly for it (not past the
+        // deadline) rather than being refused at once.
+        let instance_charge = self
+            .budget
+            .charge_waiting(
+                INSTANCE_ADMISSION_CHARGE,
+                Instant::now() + self.limits.deadline,
+            )
+            .await
+            .ok_or(GuestError::OverBudget)?;
         let mut store = Store::new(
             &self.engine,
             Host::new(
@@ -343,6 +390,7 @@ impl Runtime {
                     .map(KeyValueConfig::context)
                     .unwrap_or_default(),
                 self.limits.memory_bytes,
+                instance_charge,
             ),
         );
         store.limiter(|h| &mut h.limiter);
@@ -409,21 +457,43 @@ impl Runtime {
                     .await
             }
             .await;
-            let memory_denied = store.data().limiter.denied;
-            // Dropping the store here closes the response channel if it was never used.
+            let denied = Denied {
+                memory: store.data().limiter.denied,
+                budget: store.data().limiter.over_budget,
+            };
+            // Dropping the store here closes the response channel if it was never
+            // used, and gives the instance's memory back to the budget.
             drop(store);
-            (result, memory_denied)
+            (result, denied)
         };
+        let budget = self.budget.clone();
         let response = async move {
             let resp = rx.await.map_err(|_| GuestError::NoResponse)?;
             let resp = resp.map_err(|e| GuestError::BadResponse(format!("{e:?}")))?;
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| GuestError::BadResponse(e.to_string()))?
-                .to_bytes();
-            Ok::<_, GuestError>(http::Response::from_parts(parts, body))
+            let (parts, mut body) = resp.into_parts();
+            let mut buf = bytes::BytesMut::new();
+            let mut charge = budget.empty();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| GuestError::BadResponse(e.to_string()))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if buf.len() + data.len() > MAX_RESPONSE_BYTES {
+                    return Err(GuestError::BadResponse("length limit exceeded".into()));
+                }
+                let before = buf.capacity();
+                buf.extend_from_slice(&data);
+                // What the buffer really holds, its spare capacity included.
+                let grown = buf.capacity().saturating_sub(before);
+                if refusable {
+                    if !charge.try_grow_response(grown) {
+                        return Err(GuestError::OverBudget);
+                    }
+                } else {
+                    charge.force_grow(grown);
+                }
+            }
+            Ok::<_, GuestError>((http::Response::from_parts(parts, buf.freeze()), charge))
         };
 
         // The guest runs in its own task, as in `wasmtime serve`: the response is
@@ -435,7 +505,7 @@ impl Runtime {
             // Epochs interrupt running wasm; this also bounds time in host calls.
             match tokio::time::timeout(deadline + Duration::from_millis(100), guest).await {
                 Ok(outcome) => outcome,
-                Err(_) => (Err(DeadlineExceeded.into()), false),
+                Err(_) => (Err(DeadlineExceeded.into()), Denied::default()),
             }
         });
         let response = tokio::time::timeout(deadline + Duration::from_millis(200), response).await;
@@ -443,10 +513,10 @@ impl Runtime {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(no_response)) => {
                 // The guest ended without a complete response: say why.
-                let (result, memory_denied) = guest.await.unwrap_or_else(|e| {
+                let (result, denied) = guest.await.unwrap_or_else(|e| {
                     (
                         Err(wasmtime::Error::msg(format!("guest task failed: {e}"))),
-                        false,
+                        Denied::default(),
                     )
                 });
                 match result {
@@ -454,7 +524,8 @@ impl Runtime {
                     Err(e) if e.chain().any(|c| c.is::<DeadlineExceeded>()) => {
                         Err(GuestError::Deadline(deadline))
                     }
-                    Err(_) if memory_denied => Err(GuestError::Memory),
+                    Err(_) if denied.memory => Err(GuestError::Memory),
+                    Err(_) if denied.budget => Err(GuestError::OverBudget),
                     Err(e) => Err(GuestError::Trap(format!("{e:#}"))),
                 }
             }
@@ -506,6 +577,11 @@ pub(crate) mod tests {
     }
 
     /// The documents capability on a fresh embedded store in `dir`, granting `tasks`.
+    /// A budget no test request comes near.
+    pub(crate) fn test_budget(metrics: &Metrics) -> MemoryBudget {
+        MemoryBudget::new(256 << 20, metrics.memory_budget_used.clone())
+    }
+
     pub(crate) fn test_data(dir: &Path, metrics: &Metrics) -> DataConfig {
         DataConfig {
             store: Arc::new(
@@ -605,6 +681,7 @@ pub(crate) mod tests {
             data.clone(),
             None,
             metrics.clone(),
+            test_budget(&metrics),
         ) else {
             panic!("the Spin build started without key-value");
         };
@@ -614,7 +691,8 @@ pub(crate) mod tests {
         );
         let kv =
             KeyValueConfig::open(dir.path(), &["default".to_owned()], metrics.clone()).expect("kv");
-        Runtime::new(engine, &component, limits, data, Some(kv), metrics).expect("runtime");
+        let budget = test_budget(&metrics);
+        Runtime::new(engine, &component, limits, data, Some(kv), metrics, budget).expect("runtime");
     }
 
     #[test]

@@ -1,0 +1,488 @@
+//! The memory the host holds on behalf of clients, under one process-wide budget.
+//!
+//! A client decides how much memory a request costs (a large page, a slow body) and
+//! how long it is held (a reader that never reads). Without a budget, a few hundred
+//! such clients push the process past its container limit and the kernel kills it,
+//! taking every other client's requests with it. So every byte held for a request
+//! is charged here: the request body while it is read, the instance's linear memory
+//! while the handler runs, and the response until the client has taken it. Past the
+//! budget, new work is refused with 503 and `Retry-After` (counted as
+//! `memory_budget`), which a client or a load balancer can act on; an OOM kill
+//! helps nobody.
+//!
+//! A charge is released when its [`Charge`] is dropped, whichever way the request
+//! ends (answered, refused, cut by a deadline, the connection reset).
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// The process-wide budget. Cheap to clone.
+#[derive(Clone)]
+pub struct MemoryBudget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limit: usize,
+    used: AtomicUsize,
+    gauge: prometheus::IntGauge,
+    /// Woken when bytes are given back, for requests waiting for room.
+    freed: Notify,
+}
+
+/// What part of the budget may hold responses waiting for their clients: the rest
+/// stays for instances and bodies, so that while slow readers fill their share,
+/// other requests are still served rather than refused.
+const RESPONSE_SHARE_NUM: usize = 3;
+const RESPONSE_SHARE_DEN: usize = 4;
+
+impl MemoryBudget {
+    pub fn new(limit: usize, gauge: prometheus::IntGauge) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                limit,
+                used: AtomicUsize::new(0),
+                gauge,
+                freed: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn used(&self) -> usize {
+        self.inner.used.load(Ordering::Relaxed)
+    }
+
+    /// An empty charge, to grow as bytes arrive.
+    pub fn empty(&self) -> Charge {
+        Charge {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// A charge of `bytes`, waiting (until `until`) for others to give back room if
+    /// there is not enough now: for an instance about to start, which a burst of
+    /// requests may have to queue for briefly, rather than be refused.
+    pub async fn charge_waiting(&self, bytes: usize, until: Instant) -> Option<Charge> {
+        let mut charge = self.empty();
+        loop {
+            if charge.try_grow(bytes) {
+                return Some(charge);
+            }
+            let freed = self.inner.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            // Registered before the second look, so a release in between is not missed.
+            freed.as_mut().enable();
+            if charge.try_grow(bytes) {
+                return Some(charge);
+            }
+            if tokio::time::timeout_at(until.into(), freed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// `bytes` more, if they fit under the whole budget.
+    fn try_add(&self, bytes: usize) -> bool {
+        self.try_add_within(bytes, self.inner.limit)
+    }
+
+    /// `bytes` more, if the total stays within `limit`.
+    fn try_add_within(&self, bytes: usize, limit: usize) -> bool {
+        let added = self
+            .inner
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= limit)
+            })
+            .is_ok();
+        if added {
+            self.inner.gauge.add(gauge_value(bytes));
+        }
+        added
+    }
+
+    /// `bytes` more, even past the limit: for work already done whose result must
+    /// reach the client (a write that happened must not be reported as refused).
+    fn force_add(&self, bytes: usize) {
+        self.inner.used.fetch_add(bytes, Ordering::AcqRel);
+        self.inner.gauge.add(gauge_value(bytes));
+    }
+
+    fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.inner.used.fetch_sub(bytes, Ordering::AcqRel);
+            self.inner.gauge.sub(gauge_value(bytes));
+            self.inner.freed.notify_waiters();
+        }
+    }
+}
+
+fn gauge_value(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// Bytes charged to the budget for one request; given back on drop.
+pub struct Charge {
+    budget: MemoryBudget,
+    bytes: usize,
+}
+
+impl Charge {
+    /// Charge `more` bytes if they fit in the budget; false (and nothing charged)
+    /// if not.
+    pub fn try_grow(&mut self, more: usize) -> bool {
+        let ok = self.budget.try_add(more);
+        if ok {
+            self.bytes += more;
+        }
+        ok
+    }
+
+    /// Charge `more` bytes of a response, if they fit in the responses' share of the
+    /// budget.
+    pub fn try_grow_response(&mut self, more: usize) -> bool {
+        let share = self.budget.inner.limit / RESPONSE_SHARE_DEN * RESPONSE_SHARE_NUM;
+        let ok = self.budget.try_add_within(more, share);
+        if ok {
+            self.bytes += more;
+        }
+        ok
+    }
+
+    /// Charge `more` bytes whatever the budget says (see [`MemoryBudget::force_add`]).
+    pub fn force_grow(&mut self, more: usize) {
+        self.budget.force_add(more);
+        self.bytes += more;
+    }
+
+    /// Give back `less` bytes (saturating at what this charge holds).
+    pub fn shrink(&mut self, less: usize) {
+        let less = less.min(self.bytes);
+        self.budget.release(less);
+        self.bytes -= less;
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
+/// The write deadline of the response a connection is sending, shared between the
+/// response body (which starts and ends it) and the connection's task (which
+/// closes the connection when it passes). The socket's write timeout resets on
+/// every byte that goes out, so alone it lets a reader that takes a byte every few
+/// seconds hold its response for ever; this deadline does not move.
+#[derive(Clone, Default)]
+pub struct ResponseClock {
+    inner: Arc<ClockInner>,
+}
+
+#[derive(Default)]
+struct ClockInner {
+    /// The deadline as nanoseconds after `origin`; 0 when no response is being
+    /// written.
+    deadline: AtomicUsize,
+    origin: std::sync::OnceLock<Instant>,
+    changed: Notify,
+}
+
+impl ResponseClock {
+    fn origin(&self) -> Instant {
+        *self.inner.origin.get_or_init(Instant::now)
+    }
+
+    fn start(&self, within: Duration) {
+        let origin = self.origin();
+        let at = (Instant::now() + within).saturating_duration_since(origin);
+        let nanos = usize::try_from(at.as_nanos()).unwrap_or(usize::MAX).max(1);
+        self.inner.deadline.store(nanos, Ordering::Release);
+        self.inner.changed.notify_one();
+    }
+
+    fn finish(&self) {
+        self.inner.deadline.store(0, Ordering::Release);
+        self.inner.changed.notify_one();
+    }
+
+    /// When the response being written must be done by, if one is.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.inner.deadline.load(Ordering::Acquire) {
+            0 => None,
+            nanos => Some(self.origin() + Duration::from_nanos(nanos as u64)),
+        }
+    }
+
+    /// Resolves when a response starts or ends.
+    pub async fn changed(&self) {
+        self.inner.changed.notified().await;
+    }
+}
+
+/// Chunks a response is handed to the connection in: the connection pulls the
+/// next one only when it has written the last, so a slow reader does not make the
+/// host copy the whole response into the socket's write queue at once.
+const CHUNK: usize = 64 * 1024;
+
+/// A complete response body that holds its budget charge until it has been taken
+/// by the connection (or dropped), and starts the connection's write deadline.
+pub struct ChargedBody {
+    data: Bytes,
+    charge: Option<Charge>,
+    clock: Option<(ResponseClock, Duration)>,
+    started: bool,
+}
+
+impl ChargedBody {
+    pub fn new(data: Bytes, charge: Charge, clock: Option<(ResponseClock, Duration)>) -> Self {
+        Self {
+            data,
+            charge: Some(charge),
+            clock,
+            started: false,
+        }
+    }
+
+    fn done(&mut self) {
+        self.charge = None;
+        if let Some((clock, _)) = self.clock.take() {
+            clock.finish();
+        }
+    }
+}
+
+impl Body for ChargedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if !this.started {
+            this.started = true;
+            if let Some((clock, within)) = &this.clock {
+                clock.start(*within);
+            }
+        }
+        if this.data.is_empty() {
+            this.done();
+            return Poll::Ready(None);
+        }
+        let chunk = this.data.split_to(this.data.len().min(CHUNK));
+        if this.data.is_empty() {
+            // The last chunk is handed over: the whole response now sits in the
+            // connection's buffers, which the socket's write timeout bounds.
+            this.done();
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
+impl Drop for ChargedBody {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+/// glibc's malloc keeps freed memory in its arenas and, after a large block is
+/// freed, raises its mmap threshold (up to 32 MiB) so later large blocks come from
+/// the arenas too: after a burst of large responses the process kept 444 MiB it no
+/// longer used. A fixed threshold keeps blocks of 256 KiB and more (response
+/// bodies, large documents) in their own mappings, returned to the system when
+/// freed; `trim` gives back what the arenas hold free.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+mod malloc {
+    const M_MMAP_THRESHOLD: i32 = -3;
+    unsafe extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+        fn malloc_trim(pad: usize) -> i32;
+    }
+
+    pub fn fix_mmap_threshold(bytes: i32) -> bool {
+        // SAFETY: mallopt only sets a malloc tunable; any value is accepted or refused
+        // (returns 0), it does not touch memory the program owns.
+        unsafe { mallopt(M_MMAP_THRESHOLD, bytes) == 1 }
+    }
+
+    pub fn trim() {
+        // SAFETY: malloc_trim releases free pages of the arenas under glibc's own
+        // locks; it does not touch allocated memory.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod malloc {
+    pub fn fix_mmap_threshold(_bytes: i32) -> bool {
+        false
+    }
+    pub fn trim() {}
+}
+
+/// Set the allocator up to give memory back, and start a thread that trims the
+/// allocator's free memory once the budget has drained after being used (at most
+/// every `every`).
+pub fn return_memory_to_the_system(budget: &MemoryBudget, every: Duration) {
+    if !malloc::fix_mmap_threshold(256 * 1024) {
+        tracing::debug!(
+            "allocator tunables not available; freed memory is returned as the allocator decides"
+        );
+        return;
+    }
+    let budget = budget.clone();
+    let spawned = std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(move || {
+            let mut high = 0usize;
+            loop {
+                std::thread::sleep(every);
+                let used = budget.used();
+                high = high.max(used);
+                // Trim after a burst, once most of it is given back: not while the
+                // budget is in use (the memory would be needed again at once).
+                if high >= 16 << 20 && used <= high / 4 {
+                    malloc::trim();
+                    high = used;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the malloc-trim thread");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(limit: usize) -> MemoryBudget {
+        MemoryBudget::new(limit, prometheus::IntGauge::new("b", "b").expect("gauge"))
+    }
+
+    #[test]
+    fn charges_fit_the_limit_and_are_given_back_on_drop() {
+        let b = budget(100);
+        let mut c = b.empty();
+        assert!(c.try_grow(60));
+        let mut d = b.empty();
+        assert!(!d.try_grow(41), "past the limit");
+        assert!(d.try_grow(40));
+        assert_eq!(b.used(), 100);
+        drop(c);
+        assert_eq!(b.used(), 40);
+        d.shrink(100);
+        assert_eq!((b.used(), d.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_forced_charge_may_pass_the_limit_and_blocks_new_work() {
+        let b = budget(10);
+        let mut c = b.empty();
+        c.force_grow(25);
+        assert_eq!(b.used(), 25);
+        assert!(!b.empty().try_grow(1), "no room left for new work");
+        drop(c);
+        assert!(b.empty().try_grow(10));
+        assert_eq!(b.inner.gauge.get(), 0);
+    }
+
+    #[test]
+    fn responses_may_fill_only_their_share() {
+        let b = budget(100);
+        let mut r = b.empty();
+        assert!(r.try_grow_response(75));
+        assert!(
+            !r.try_grow_response(1),
+            "the last quarter is kept for other work"
+        );
+        let mut other = b.empty();
+        assert!(other.try_grow(25));
+    }
+
+    #[tokio::test]
+    async fn an_instance_waits_for_room_until_its_deadline() {
+        let b = budget(100);
+        let mut held = b.empty();
+        assert!(held.try_grow(90));
+        let soon = Instant::now() + Duration::from_millis(50);
+        assert!(
+            b.charge_waiting(20, soon).await.is_none(),
+            "no room, and nobody gives any back"
+        );
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                b.charge_waiting(20, Instant::now() + Duration::from_secs(5))
+                    .await
+                    .map(|c| c.bytes())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        assert_eq!(waiter.await.expect("joins"), Some(20));
+    }
+
+    #[tokio::test]
+    async fn a_charged_body_releases_when_taken_and_runs_the_clock() {
+        use http_body_util::BodyExt;
+        let b = budget(1 << 20);
+        let mut c = b.empty();
+        assert!(c.try_grow(200_000));
+        let clock = ResponseClock::default();
+        let body = ChargedBody::new(
+            Bytes::from(vec![7u8; 200_000]),
+            c,
+            Some((clock.clone(), Duration::from_secs(30))),
+        );
+        assert!(
+            clock.deadline().is_none(),
+            "not started before the first poll"
+        );
+        let mut body = std::pin::pin!(body);
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().expect("data").len(), CHUNK);
+        assert!(clock.deadline().is_some_and(|d| d > Instant::now()));
+        assert_eq!(b.used(), 200_000, "held while the rest is not taken");
+        let mut total = CHUNK;
+        while let Some(frame) = body.frame().await {
+            total += frame.expect("data").into_data().expect("data").len();
+        }
+        assert_eq!(total, 200_000);
+        assert_eq!(b.used(), 0);
+        assert!(clock.deadline().is_none());
+    }
+
+    #[test]
+    fn a_dropped_body_releases_its_charge() {
+        let b = budget(1000);
+        let mut c = b.empty();
+        assert!(c.try_grow(500));
+        drop(ChargedBody::new(Bytes::from_static(b"x"), c, None));
+        assert_eq!(b.used(), 0);
+    }
+}
