@@ -53,7 +53,7 @@ while time.monotonic() < end:
 # What the host answered, from the first bytes each connection can read now.
 answers = {}
 for s in readers:
-    s.settimeout(0.05)
+    s.settimeout(0.01)
     try:
         status = s.recv(16).split(b" ")[1].decode()
     except (OSError, IndexError):
