@@ -188,17 +188,11 @@ async fn handle(s: &AppState, req: Request) -> Response {
     // Refuse rather than queue: a client told to retry is better than one waiting
     // on an unbounded queue.
     let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
-        let mut r = refuse(
+        return retry_later(
             s,
             "overloaded",
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "Server overloaded",
             "too many requests in progress; retry shortly",
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
     };
     // wasi:http wants an authority; HTTP/1.0 clients may not send Host.
     if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
@@ -230,13 +224,22 @@ async fn handle(s: &AppState, req: Request) -> Response {
 /// 503 for work refused because the memory budget is used up: the client may
 /// retry once the held responses have been taken.
 fn over_budget(s: &AppState) -> Response {
-    let mut r = refuse(
+    retry_later(
         s,
         "memory_budget",
+        "the server is holding too much data for other clients; retry shortly",
+    )
+}
+
+/// 503 `overloaded` with `Retry-After: 1`, counted under `reason`.
+fn retry_later(s: &AppState, reason: &str, detail: &str) -> Response {
+    let mut r = refuse(
+        s,
+        reason,
         StatusCode::SERVICE_UNAVAILABLE,
         "overloaded",
         "Server overloaded",
-        "the server is holding too much data for other clients; retry shortly",
+        detail,
     );
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
