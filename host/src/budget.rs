@@ -31,6 +31,8 @@ pub struct MemoryBudget {
 struct Inner {
     limit: usize,
     used: AtomicUsize,
+    /// The part of `used` held by responses (see [`RESPONSE_SHARE_NUM`]).
+    responses: AtomicUsize,
     gauge: prometheus::IntGauge,
     /// Woken when bytes are given back, for requests waiting for room.
     freed: Notify,
@@ -42,12 +44,21 @@ struct Inner {
 const RESPONSE_SHARE_NUM: usize = 3;
 const RESPONSE_SHARE_DEN: usize = 4;
 
+/// What part of the budget new work (a request body, an instance about to start)
+/// may not take: room kept for the work already admitted, whose instances may grow
+/// past their admission estimate and whose responses are still being collected. A
+/// burst then queues at admission (where it can wait) instead of failing half-way:
+/// without it, 60 concurrent reads filled an 8 MiB budget with instances and most
+/// of them were refused the few hundred bytes of their own 404.
+const HEADROOM_DEN: usize = 8;
+
 impl MemoryBudget {
     pub fn new(limit: usize, gauge: prometheus::IntGauge) -> Self {
         Self {
             inner: Arc::new(Inner {
                 limit,
                 used: AtomicUsize::new(0),
+                responses: AtomicUsize::new(0),
                 gauge,
                 freed: Notify::new(),
             }),
@@ -58,12 +69,26 @@ impl MemoryBudget {
         self.inner.used.load(Ordering::Relaxed)
     }
 
-    /// An empty charge, to grow as bytes arrive.
+    /// An empty charge for new work (a body, an instance), to grow as bytes arrive.
     pub fn empty(&self) -> Charge {
         Charge {
             budget: self.clone(),
             bytes: 0,
+            response: false,
         }
+    }
+
+    /// An empty charge for a response, which counts against the responses' share.
+    pub fn empty_response(&self) -> Charge {
+        Charge {
+            budget: self.clone(),
+            bytes: 0,
+            response: true,
+        }
+    }
+
+    fn new_work_limit(&self) -> usize {
+        self.inner.limit - self.inner.limit / HEADROOM_DEN
     }
 
     /// A charge of `bytes`, waiting (until `until`) for others to give back room if
@@ -88,11 +113,6 @@ impl MemoryBudget {
         }
     }
 
-    /// `bytes` more, if they fit under the whole budget.
-    fn try_add(&self, bytes: usize) -> bool {
-        self.try_add_within(bytes, self.inner.limit)
-    }
-
     /// `bytes` more, if the total stays within `limit`.
     fn try_add_within(&self, bytes: usize, limit: usize) -> bool {
         let added = self
@@ -115,8 +135,11 @@ impl MemoryBudget {
         self.inner.gauge.add(gauge_value(bytes));
     }
 
-    fn release(&self, bytes: usize) {
+    fn release(&self, bytes: usize, response: bool) {
         if bytes > 0 {
+            if response {
+                self.inner.responses.fetch_sub(bytes, Ordering::AcqRel);
+            }
             self.inner.used.fetch_sub(bytes, Ordering::AcqRel);
             self.inner.gauge.sub(gauge_value(bytes));
             self.inner.freed.notify_waiters();
@@ -132,13 +155,28 @@ fn gauge_value(bytes: usize) -> i64 {
 pub struct Charge {
     budget: MemoryBudget,
     bytes: usize,
+    /// Made by [`MemoryBudget::empty_response`]: its bytes count in the responses'
+    /// share too.
+    response: bool,
 }
 
 impl Charge {
-    /// Charge `more` bytes if they fit in the budget; false (and nothing charged)
-    /// if not.
+    /// Charge `more` bytes of new work if they fit below the headroom kept for
+    /// admitted work; false (and nothing charged) if not.
     pub fn try_grow(&mut self, more: usize) -> bool {
-        let ok = self.budget.try_add(more);
+        let ok = self
+            .budget
+            .try_add_within(more, self.budget.new_work_limit());
+        if ok {
+            self.bytes += more;
+        }
+        ok
+    }
+
+    /// Charge `more` bytes for work already admitted (an instance's memory growing),
+    /// if they fit in the whole budget.
+    pub fn try_grow_running(&mut self, more: usize) -> bool {
+        let ok = self.budget.try_add_within(more, self.budget.inner.limit);
         if ok {
             self.bytes += more;
         }
@@ -146,18 +184,39 @@ impl Charge {
     }
 
     /// Charge `more` bytes of a response, if they fit in the responses' share of the
-    /// budget.
+    /// budget and in the whole budget.
     pub fn try_grow_response(&mut self, more: usize) -> bool {
-        let share = self.budget.inner.limit / RESPONSE_SHARE_DEN * RESPONSE_SHARE_NUM;
-        let ok = self.budget.try_add_within(more, share);
-        if ok {
-            self.bytes += more;
+        debug_assert!(
+            self.response,
+            "a response's charge is made by empty_response"
+        );
+        let inner = &self.budget.inner;
+        let share = inner.limit / RESPONSE_SHARE_DEN * RESPONSE_SHARE_NUM;
+        let in_share = inner
+            .responses
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(more).filter(|&total| total <= share)
+            })
+            .is_ok();
+        if !in_share {
+            return false;
         }
-        ok
+        if !self.budget.try_add_within(more, inner.limit) {
+            inner.responses.fetch_sub(more, Ordering::AcqRel);
+            return false;
+        }
+        self.bytes += more;
+        true
     }
 
     /// Charge `more` bytes whatever the budget says (see [`MemoryBudget::force_add`]).
     pub fn force_grow(&mut self, more: usize) {
+        if self.response {
+            self.budget
+                .inner
+                .responses
+                .fetch_add(more, Ordering::AcqRel);
+        }
         self.budget.force_add(more);
         self.bytes += more;
     }
@@ -165,7 +224,7 @@ impl Charge {
     /// Give back `less` bytes (saturating at what this charge holds).
     pub fn shrink(&mut self, less: usize) {
         let less = less.min(self.bytes);
-        self.budget.release(less);
+        self.budget.release(less, self.response);
         self.bytes -= less;
     }
 
@@ -176,7 +235,7 @@ impl Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.budget.release(self.bytes);
+        self.budget.release(self.bytes, self.response);
     }
 }
 
@@ -386,49 +445,74 @@ mod tests {
 
     #[test]
     fn charges_fit_the_limit_and_are_given_back_on_drop() {
-        let b = budget(100);
+        let b = budget(800);
         let mut c = b.empty();
-        assert!(c.try_grow(60));
+        assert!(c.try_grow(600));
         let mut d = b.empty();
-        assert!(!d.try_grow(41), "past the limit");
-        assert!(d.try_grow(40));
-        assert_eq!(b.used(), 100);
+        assert!(!d.try_grow(101), "new work stops an eighth below the limit");
+        assert!(d.try_grow(100));
+        assert!(!d.try_grow_running(101), "admitted work stops at the limit");
+        assert!(d.try_grow_running(100));
+        assert_eq!(b.used(), 800);
         drop(c);
-        assert_eq!(b.used(), 40);
-        d.shrink(100);
+        assert_eq!(b.used(), 200);
+        d.shrink(1000);
         assert_eq!((b.used(), d.bytes()), (0, 0));
     }
 
     #[test]
     fn a_forced_charge_may_pass_the_limit_and_blocks_new_work() {
-        let b = budget(10);
-        let mut c = b.empty();
-        c.force_grow(25);
-        assert_eq!(b.used(), 25);
+        let b = budget(80);
+        let mut c = b.empty_response();
+        c.force_grow(250);
+        assert_eq!(b.used(), 250);
         assert!(!b.empty().try_grow(1), "no room left for new work");
+        assert!(
+            !b.empty_response().try_grow_response(1),
+            "nor for responses"
+        );
         drop(c);
-        assert!(b.empty().try_grow(10));
+        assert!(b.empty().try_grow(70));
         assert_eq!(b.inner.gauge.get(), 0);
     }
 
     #[test]
     fn responses_may_fill_only_their_share() {
-        let b = budget(100);
-        let mut r = b.empty();
-        assert!(r.try_grow_response(75));
+        let b = budget(800);
+        let mut r = b.empty_response();
+        assert!(r.try_grow_response(600));
         assert!(
-            !r.try_grow_response(1),
+            !b.empty_response().try_grow_response(1),
             "the last quarter is kept for other work"
         );
         let mut other = b.empty();
-        assert!(other.try_grow(25));
+        assert!(other.try_grow(100));
+        drop(r);
+        assert!(
+            b.empty_response().try_grow_response(600),
+            "the share is given back"
+        );
+    }
+
+    #[test]
+    fn a_response_is_charged_while_instances_fill_the_room_for_new_work() {
+        let b = budget(800);
+        let mut instances = b.empty();
+        assert!(instances.try_grow(700));
+        assert!(!b.empty().try_grow(1), "no new work");
+        let mut r = b.empty_response();
+        assert!(r.try_grow_response(100), "the headroom takes the response");
+        assert!(!r.try_grow_response(1), "but not past the whole budget");
+        assert_eq!(b.inner.responses.load(Ordering::Relaxed), 100);
+        drop(r);
+        assert_eq!(b.inner.responses.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
     async fn an_instance_waits_for_room_until_its_deadline() {
-        let b = budget(100);
+        let b = budget(800);
         let mut held = b.empty();
-        assert!(held.try_grow(90));
+        assert!(held.try_grow(690));
         let soon = Instant::now() + Duration::from_millis(50);
         assert!(
             b.charge_waiting(20, soon).await.is_none(),

@@ -254,3 +254,27 @@ async fn bodies_count_against_the_budget() {
     }
     assert!(answers.contains("HTTP/1.1 503"), "{answers}");
 }
+
+#[tokio::test]
+async fn a_burst_of_ordinary_reads_waits_for_room_rather_than_failing() {
+    // Room for about seven instances of the tasks component (1.125 MiB each) at once:
+    // the rest queue at admission; none is refused half-way, for its memory's growth
+    // or for the bytes of its own 404.
+    let s = Server::start(
+        slow_machine_ok(Opts::new(Guest::App))
+            .arg("--memory-budget-mib")
+            .arg("8")
+            .arg("--memory-limit-mib")
+            .arg("8"),
+    );
+    let c = client();
+    let get = |i: usize| c.get(s.url(&format!("/api/tasks/{i:024x}"))).send();
+    let burst = futures::future::join_all((1..=60).map(get)).await;
+    let statuses: Vec<u16> = burst
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert!(statuses.iter().all(|&s| s == 404), "{statuses:?}");
+    let m = metrics_text(&c, &s).await;
+    assert_eq!(metric(&m, "host_memory_budget_used_bytes"), 0.0);
+}

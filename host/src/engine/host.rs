@@ -130,7 +130,7 @@ impl ResourceLimiter for Limiter {
         // together) up to its size; growth past it is charged as it happens.
         let total = self.linear_memory + desired.saturating_sub(current);
         let more = total.saturating_sub(self.charge.bytes());
-        if more > 0 && !self.charge.try_grow(more) {
+        if more > 0 && !self.charge.try_grow_running(more) {
             self.over_budget = true;
             return Ok(false);
         }

@@ -53,10 +53,30 @@ const LONG_RUNNING_YIELDS: u32 = 4;
 /// slots used at the peak, each up to this: outside the memory budget).
 const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
 
-/// What an instance must find room for in the memory budget before it starts (it
-/// waits for it, up to its deadline); its linear memory past this is charged as it
-/// grows. About the tasks component's initial memory.
+/// What an instance must find room for in the memory budget before it starts when
+/// the component's own initial memory cannot be known (it imports a module).
 pub const INSTANCE_ADMISSION_CHARGE: usize = 1 << 20;
+
+/// What an instance of `component` takes from the memory budget at admission,
+/// where it can wait for room: its memories at their declared initial sizes, which
+/// every instance allocates before running a single instruction. Growth past it is
+/// charged as it happens, into the headroom the budget keeps for admitted work
+/// (`budget.rs`). Not a learned "typical" size: one large request would raise it
+/// for every small one, and a burst of small requests would queue behind it.
+pub fn admission_charge(component: &Component) -> usize {
+    component
+        .resources_required()
+        .and_then(|r| {
+            let pages = r.max_initial_memory_size?;
+            usize::try_from(
+                pages
+                    .checked_mul(u64::from(r.num_memories))?
+                    .checked_mul(65536)?,
+            )
+            .ok()
+        })
+        .unwrap_or(INSTANCE_ADMISSION_CHARGE)
+}
 
 /// Largest response body a component may produce.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -312,6 +332,8 @@ pub struct Runtime {
     key_value: Option<KeyValueConfig>,
     metrics: Metrics,
     budget: MemoryBudget,
+    /// See [`admission_charge`].
+    admission: usize,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -345,6 +367,7 @@ impl Runtime {
                 .context("the component's imports cannot be satisfied by this host")?,
         )
         .context("the component does not export wasi:http/incoming-handler")?;
+        let admission = admission_charge(component).min(limits.memory_bytes);
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), limits.epoch_tick, ticker_stop.clone())?;
         Ok(Arc::new(Self {
@@ -355,6 +378,7 @@ impl Runtime {
             key_value,
             metrics,
             budget,
+            admission,
             ticker_stop,
         }))
     }
@@ -375,10 +399,7 @@ impl Runtime {
         // deadline) rather than being refused at once.
         let instance_charge = self
             .budget
-            .charge_waiting(
-                INSTANCE_ADMISSION_CHARGE,
-                Instant::now() + self.limits.deadline,
-            )
+            .charge_waiting(self.admission, Instant::now() + self.limits.deadline)
             .await
             .ok_or(GuestError::OverBudget)?;
         let mut store = Store::new(
@@ -472,7 +493,7 @@ impl Runtime {
             let resp = resp.map_err(|e| GuestError::BadResponse(format!("{e:?}")))?;
             let (parts, mut body) = resp.into_parts();
             let mut buf = bytes::BytesMut::new();
-            let mut charge = budget.empty();
+            let mut charge = budget.empty_response();
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| GuestError::BadResponse(e.to_string()))?;
                 let Ok(data) = frame.into_data() else {
@@ -609,6 +630,19 @@ pub(crate) mod tests {
         let engine = test_engine();
         let (imports, exports) = interface(&engine, BUILTIN_COMPONENT);
         assert_handler(&imports, &exports, "app:data/documents@0.1.0");
+    }
+
+    /// Admission takes what the component declares: the built-in one has one
+    /// memory of at least 1 MiB; the Spin build (handler and adapter) has two.
+    #[test]
+    fn admission_charge_is_the_declared_initial_memory() {
+        let engine = test_engine();
+        let builtin =
+            admission_charge(&Component::new(&engine, BUILTIN_COMPONENT).expect("component"));
+        assert!((1 << 20..2 << 20).contains(&builtin), "{builtin}");
+        let spin = std::fs::read(env!("SPIN_APP_COMPONENT")).expect("composed component");
+        let spin = admission_charge(&Component::new(&engine, spin).expect("component"));
+        assert!(spin > builtin, "{spin} <= {builtin}");
     }
 
     /// A request handler: it imports WASI and `data` (which must be there), nothing
