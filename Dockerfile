@@ -7,6 +7,12 @@
 # builds local stand-ins for machines that cannot pull (docs/container.md).
 ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
+# Where the host binary comes from: `build` compiles it in the stage below (the
+# default: GitHub Actions and Jenkins); `prebuilt` takes /out from a context made by
+# `ci/build-image.sh --prebuilt` out of a release build that already exists (.ci/run
+# feeds its one release build to the image this way instead of compiling again).
+# BuildKit builds only the stages the image needs, so one path never runs the other.
+ARG HOST_FROM=build
 
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
@@ -33,6 +39,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
  && cp target/release/host /out/host \
  && /out/host precompile --portable --dir /out/precompiled
 
+# The same /out as the build stage: host (stripped, auditable), precompiled/, data/.
+FROM scratch AS prebuilt
+COPY out/ /out/
+
+# hadolint ignore=DL3006
+FROM ${HOST_FROM} AS host
+
 # checkov:skip=CKV_DOCKER_7:the base is a build argument whose default is pinned by digest; checkov cannot see through the argument
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
@@ -44,10 +57,10 @@ LABEL org.opencontainers.image.title="tasks-api" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /out/host /usr/local/bin/host
-COPY --from=build /out/precompiled /opt/tasks/precompiled
+COPY --from=host /out/host /usr/local/bin/host
+COPY --from=host /out/precompiled /opt/tasks/precompiled
 # The only writable path: the embedded store (unused with MONGODB_URI).
-COPY --from=build --chown=65532:65532 /out/data /data
+COPY --from=host --chown=65532:65532 /out/data /data
 ENV LISTEN_ADDR=0.0.0.0:8080 \
     ADMIN_LISTEN_ADDR=0.0.0.0:9090 \
     DATA_DIR=/data \

@@ -3,7 +3,8 @@
 # that cannot pull from a registry (these CI machines). Cached: each image is
 # rebuilt only when its recipe changes (a label holds the recipe's hash).
 #
-#   ci/base-images.sh        # needs DOCKER_HOST (ci/docker-engine.sh start)
+#   ci/base-images.sh                 # needs DOCKER_HOST (ci/docker-engine.sh start)
+#   ci/base-images.sh --runtime-only  # for ci/build-image.sh --prebuilt: no build stage
 #
 # Prints the --build-arg flags that point the Dockerfile at the stand-ins.
 # Exit codes: 0 done, 1 a build failed.
@@ -42,7 +43,10 @@ standin() {
   "$DOCKER" build --network host --force-rm --label "tasks-ci.recipe=$hash" -t "$name" "$ctx" >&2
   rm -rf "$ctx"
 }
-standin tasks-ci/rust:1.95-slim-bookworm ci/standins/rust.Dockerfile
 standin tasks-ci/distroless-cc:nonroot ci/standins/distroless-cc.Dockerfile
-
+if [ "${1:-}" = "--runtime-only" ]; then
+  echo "--build-arg RUNTIME_IMAGE=tasks-ci/distroless-cc:nonroot"
+  exit 0
+fi
+standin tasks-ci/rust:1.95-slim-bookworm ci/standins/rust.Dockerfile
 echo "--build-arg RUST_IMAGE=tasks-ci/rust:1.95-slim-bookworm --build-arg RUNTIME_IMAGE=tasks-ci/distroless-cc:nonroot"

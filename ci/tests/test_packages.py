@@ -256,6 +256,11 @@ def test_versions_agree_with_their_other_pins():
     cargo_toml = (ROOT / "Cargo.toml").read_text()
     wasmtime = re.search(r'^wasmtime = \{ version = "=([^"]+)"', cargo_toml, re.M).group(1)
     assert entries["cargo"]["wasmtime-cli"]["version"] == wasmtime
+    # The image's binary is made auditable by the Dockerfile's build stage or by
+    # ci/build-image.sh --prebuilt: one version of the tool for both.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    auditable = re.search(r"--version (\S+) cargo-auditable", dockerfile).group(1)
+    assert entries["cargo"]["cargo-auditable"]["version"] == auditable
     channel = re.search(r'channel = "([^"]+)"', (ROOT / "rust-toolchain.toml").read_text()).group(1)
     assert channel, "rust-toolchain.toml pins the toolchain rustup installs"
     k8s_build = (ROOT / "tools" / "k8s" / "build.sh").read_text()
