@@ -280,6 +280,15 @@ impl ServeArgs {
         if self.epoch_tick_ms > self.deadline_ms {
             bail!("--epoch-tick-ms must not exceed --deadline-ms");
         }
+        // The database is told the same bound (maxTimeMS): past the request's
+        // deadline nobody waits for the answer, so it must stop working before.
+        if self.mongodb_op_timeout_ms == 0 || self.mongodb_op_timeout_ms >= self.deadline_ms {
+            bail!(
+                "--mongodb-op-timeout-ms ({}) must be between 1 and --deadline-ms ({}): past the request's deadline the database would still work on a query nobody waits for",
+                self.mongodb_op_timeout_ms,
+                self.deadline_ms
+            );
+        }
         if self.memory_limit_mib > self.memory_budget_mib {
             bail!(
                 "--memory-limit-mib ({}) must not exceed --memory-budget-mib ({}): one request could never run",
@@ -338,6 +347,21 @@ mod tests {
         assert_eq!(c.grants, vec!["tasks"]);
         assert_eq!((c.memory_limit_mib, c.deadline_ms), (64, 1000));
         c.validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn a_database_operation_ends_before_its_request() {
+        assert!(parse(&["--deadline-ms", "500"]).serve.validate().is_err());
+        assert!(
+            parse(&["--mongodb-op-timeout-ms", "1000"])
+                .serve
+                .validate()
+                .is_err()
+        );
+        parse(&["--deadline-ms", "500", "--mongodb-op-timeout-ms", "400"])
+            .serve
+            .validate()
+            .expect("below the deadline");
     }
 
     #[test]
