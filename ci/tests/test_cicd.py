@@ -326,3 +326,61 @@ def test_gitignore_covers_secrets():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     for pattern in (".env", "*.pem", "*.key", "kubeconfig*"):
         assert pattern in ignored, pattern
+
+
+# --- project files ---------------------------------------------------------------
+
+def codeowners_rules(text):
+    """(pattern, owners) per rule line of a CODEOWNERS file."""
+    rules = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            pattern, *owners = line.split()
+            rules.append((pattern, owners))
+    return rules
+
+
+def codeowners_problems(rules, ruleset, root):
+    problems = []
+    for pattern, owners in rules:
+        if not owners:
+            problems.append(f"{pattern}: no owner")
+        if pattern != "*" and not list(root.glob(pattern.strip("/"))):
+            problems.append(f"{pattern}: matches nothing in the repository")
+    guarded = {p for p, owners in rules if "@example/security" in owners}
+    for path in ("/.github/", "/Jenkinsfile", "/jenkins/", "/ci/", "/k8s/", "/wit/", "/crates/doc-query/"):
+        if path not in guarded:
+            problems.append(f"{path}: no security owner")
+    reviews = [r["parameters"] for r in ruleset["rules"] if r["type"] == "pull_request"]
+    if not reviews or not reviews[0].get("require_code_owner_review"):
+        problems.append("the ruleset does not require the code owners' review")
+    return problems
+
+
+def test_codeowners_cover_the_boundary_and_the_chain_and_the_ruleset_requires_them():
+    rules = codeowners_rules((ROOT / ".github" / "CODEOWNERS").read_text())
+    ruleset = json.loads((ROOT / ".github/rulesets/main.json").read_text())
+    assert codeowners_problems(rules, ruleset, ROOT) == []
+    # The check can fail: a stale path, a dropped security owner, reviews not required.
+    broken = copy.deepcopy(ruleset)
+    for r in broken["rules"]:
+        if r["type"] == "pull_request":
+            r["parameters"]["require_code_owner_review"] = False
+    stale = [(p, o) for p, o in rules if p != "/k8s/"] + [("/kube/", ["@example/x"])]
+    assert codeowners_problems(stale, broken, ROOT) == [
+        "/kube/: matches nothing in the repository",
+        "/k8s/: no security owner",
+        "the ruleset does not require the code owners' review",
+    ]
+
+
+def test_the_files_people_expect_are_there_and_agree_with_the_manifests():
+    license_text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert re.search(r'^license = "Apache-2.0"$', (ROOT / "Cargo.toml").read_text(), re.M)
+    security = (ROOT / "SECURITY.md").read_text()
+    assert "Report a vulnerability" in security and "docs/security.md" in security
+    contributing = (ROOT / "CONTRIBUTING.md").read_text()
+    for command in ("cargo run --release -p host", "cargo test", "bash .ci/run"):
+        assert command in contributing and command in README
