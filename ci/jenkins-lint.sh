@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lint the Jenkins side: npm-groovy-lint (CodeNarc; Groovy syntax and style) on the
-# Jenkinsfile and every Groovy file of jenkins/ and ci/, hadolint on
-# jenkins/Dockerfile, yamllint on the JCasC files, and the Jenkinsfile's
+# Jenkinsfile and every Groovy file of jenkins/ and ci/, hadolint on the
+# controller's and the agent's Dockerfiles, yamllint on the JCasC files, and the Jenkinsfile's
 # declarative structure as Groovy's own parser reads it (ci/tests/test_cicd.py
 # asserts on that structure).
 #
@@ -23,7 +23,7 @@ echo "npm-groovy-lint: ${groovy[*]}"
 # --noserver: no CodeNarc server left running; --failon error: syntax and
 # correctness errors fail, style warnings are printed.
 "$NGL_DIR/node_modules/.bin/npm-groovy-lint" --noserver --failon error --files "$(IFS=,; echo "${groovy[*]}")" .
-"$VENV/bin/hadolint" jenkins/Dockerfile
+"$VENV/bin/hadolint" jenkins/Dockerfile jenkins/agent.Dockerfile
 "$VENV/bin/yamllint" -c .yamllint.yaml --strict jenkins/
 java -cp "$(ci/groovy-classpath.sh)" groovy.ui.GroovyMain ci/jenkinsfile-structure.groovy Jenkinsfile \
   | "$VENV/bin/python" -c 'import json,sys; s=json.load(sys.stdin); print("Jenkinsfile stages: " + " -> ".join(x["name"] for x in s["stages"]))'

@@ -15,6 +15,7 @@ import org.codehaus.groovy.ast.expr.ClosureExpression
 import org.codehaus.groovy.ast.expr.ConstantExpression
 import org.codehaus.groovy.ast.expr.GStringExpression
 import org.codehaus.groovy.ast.expr.MethodCallExpression
+import org.codehaus.groovy.ast.expr.VariableExpression
 import org.codehaus.groovy.ast.stmt.BlockStatement
 import org.codehaus.groovy.ast.stmt.ExpressionStatement
 import org.codehaus.groovy.control.CompilePhase
@@ -80,6 +81,28 @@ List<String> stepNames(ASTNode node) {
     callsBelow(node)*.methodAsString
 }
 
+/**
+ * What an `agent` section asks for: `any`, `none`, or a map naming the kind
+ * (`label`, `node`, `docker`, `dockerfile`, `kubernetes`) and its label, if any.
+ */
+def agentOf(MethodCallExpression agent) {
+    if (agent == null) { return null }
+    def a = agent.arguments
+    if (a instanceof ArgumentListExpression && a.expressions) {
+        def e = a.expressions[0]
+        if (e instanceof VariableExpression) { return e.name }
+        if (e instanceof ClosureExpression) {
+            def kind = calls(e).find()
+            if (kind == null) { return [kind: 'empty'] }
+            if (kind.methodAsString == 'label') { return [kind: 'label', label: firstString(kind)] }
+            def body = closureArg(kind)
+            def label = body ? calls(body).find { it.methodAsString == 'label' } : null
+            return [kind: kind.methodAsString, label: label ? firstString(label) : null]
+        }
+    }
+    [kind: 'unknown']
+}
+
 def pipeline = nodes.findResult { n ->
     if (n instanceof BlockStatement) {
         n.statements.findResult { s ->
@@ -93,7 +116,8 @@ if (pipeline == null) {
     System.exit(1)
 }
 def sections = calls(closureArg(pipeline))
-def result = [sections: sections*.methodAsString, stages: [], post: [:], sh: shScripts(pipeline)]
+def result = [sections: sections*.methodAsString, stages: [], post: [:], sh: shScripts(pipeline),
+              agent: agentOf(sections.find { it.methodAsString == 'agent' })]
 def stages = sections.find { it.methodAsString == 'stages' }
 if (stages != null) {
     calls(closureArg(stages)).each { st ->
@@ -106,6 +130,7 @@ if (stages != null) {
             sections: inner*.methodAsString,
             steps: steps ? stepNames(steps) : [],
             sh: body ? shScripts(body) : [],
+            agent: agentOf(inner.find { it.methodAsString == 'agent' }),
         ]
     }
 }

@@ -284,6 +284,111 @@ def test_structure_reader_rejects_a_file_without_pipeline(tmp_path):
     assert r.returncode == 1 and "no `pipeline { }` block" in r.stderr
 
 
+# --- Jenkins: executors and credentials -------------------------------------------
+
+def jcasc():
+    return yaml.safe_load((ROOT / "jenkins" / "casc" / "jenkins.yaml").read_text())
+
+
+def build_nodes(casc):
+    """(name, labels, mode) of every node or cloud template JCasC defines with
+    executors. Jenkins' rule: a NORMAL node takes any build, an EXCLUSIVE one only
+    builds whose label expression it matches."""
+    j = casc.get("jenkins", {})
+    nodes = []
+    if int(j.get("numExecutors", 2)) > 0:
+        nodes.append(("built-in", set(str(j.get("labelString", "")).split()) | {"built-in"}, j.get("mode", "NORMAL")))
+    for entry in j.get("nodes", []):
+        for spec in entry.values():
+            if int(spec.get("numExecutors", 1)) > 0:
+                nodes.append((spec["name"], set(str(spec.get("labelString", "")).split()) | {spec["name"]},
+                              spec.get("mode", "NORMAL")))
+    for cloud in j.get("clouds", []):
+        for spec in cloud.values():
+            for t in spec.get("templates", []):
+                nodes.append((t.get("name", "template"), set(str(t.get("labelString", "")).split()), t.get("mode", "NORMAL")))
+    return nodes
+
+
+def label_matches(expr, labels):
+    """A Jenkins label expression (atoms, &&, ||, !, parentheses) against a node's labels."""
+    tokens = re.findall(r"&&|\|\||!|\(|\)|[^\s&|!()]+", expr)
+    words = {"&&": "and", "||": "or", "!": "not", "(": "(", ")": ")"}
+    python = " ".join(words.get(t, str(t in labels)) for t in tokens)
+    return eval(python, {"__builtins__": {}})  # only True, False, and, or, not, parentheses
+
+
+def agent_problems(structure, casc):
+    nodes = build_nodes(casc)
+
+    def placeable(agent):
+        label = agent.get("label") if isinstance(agent, dict) else None
+        if label:
+            return any(label_matches(label, labels) for _, labels, _ in nodes)
+        # `agent any`, or docker/dockerfile without a label: any node that takes unlabelled builds.
+        return agent != "none" and any(mode == "NORMAL" for _, _, mode in nodes)
+
+    problems = []
+    for st in structure["stages"]:
+        agent = st.get("agent") or structure.get("agent")
+        if agent in (None, "none"):
+            problems.append(f"stage {st['name']!r} has no agent")
+        elif not placeable(agent):
+            problems.append(f"stage {st['name']!r}: no node in JCasC can run agent {agent}")
+    return problems
+
+
+def credential_problems(casc, texts):
+    defined = {c["id"] for d in casc["credentials"]["system"]["domainCredentials"]
+               for cred in d["credentials"] for c in cred.values()}
+    used = set()
+    for t in texts:
+        used |= set(re.findall(r"credentialsId:\s*'([^']+)'", t)) | set(re.findall(r"credentials\('([^']+)'\)", t))
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "credentialsId" and v:
+                    used.add(v)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(casc)
+    return [f"credential {c!r} is used but JCasC defines no such id" for c in sorted(used - defined)]
+
+
+def pipeline_texts():
+    return [(ROOT / "Jenkinsfile").read_text()] + [f.read_text() for f in (ROOT / "jenkins" / "casc" / "jobs").glob("*.groovy")]
+
+
+def test_every_stage_gets_an_executor_and_every_credential_is_defined(jenkinsfile):
+    casc = jcasc()
+    assert agent_problems(jenkinsfile, casc) == []
+    assert credential_problems(casc, pipeline_texts()) == []
+    assert int(casc["jenkins"]["numExecutors"]) == 0, "builds run on an agent, never next to JENKINS_HOME"
+
+
+def test_the_executor_check_fails_where_jenkins_would_wait_for_ever(jenkinsfile):
+    # The configuration before the agent: `agent any` and an EXCLUSIVE built-in node
+    # with no other node: Jenkins queues every build for ever.
+    before = {"jenkins": {"numExecutors": 2, "mode": "EXCLUSIVE"}}
+    s = copy.deepcopy(jenkinsfile)
+    s["agent"] = "any"
+    assert agent_problems(s, before) == [f"stage {n!r}: no node in JCasC can run agent any" for n in EXPECTED_STAGES]
+    # A label no node carries; a stage with none; an undefined credential.
+    s = copy.deepcopy(jenkinsfile)
+    s["stages"][0]["agent"] = {"kind": "label", "label": "linux && arm64"}
+    s["stages"][1]["agent"] = "none"
+    assert agent_problems(s, jcasc()) == [
+        "stage 'Checkout': no node in JCasC can run agent {'kind': 'label', 'label': 'linux && arm64'}",
+        "stage 'Lint' has no agent",
+    ]
+    assert credential_problems(jcasc(), ["withCredentials([string(credentialsId: 'npm-token')])"]) == [
+        "credential 'npm-token' is used but JCasC defines no such id"]
+    assert label_matches("linux && (docker || podman) && !windows", {"linux", "docker"})
+
+
 # --- SonarQube gate and secret scan ---------------------------------------------
 
 def test_quality_gate_conditions_are_on_overall_code():
