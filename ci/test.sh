@@ -9,7 +9,7 @@
 #            MongoDB server at TEST_MONGODB_URI (required), atomicity cases included
 #
 # MONGODB_FLAVOUR=ferretdb skips, by name, the cases FerretDB 1.24 cannot pass
-# (README, "FerretDB vs MongoDB"): concurrent updates are not atomic there and
+# (docs/mongodb.md, "FerretDB vs MongoDB"): concurrent updates are not atomic there and
 # `$pull` conditions are ignored. Against real MongoDB nothing is skipped.
 # Exit codes: 0 passed, 1 a test failed, 2 usage or missing settings.
 set -euo pipefail

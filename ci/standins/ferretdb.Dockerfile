@@ -1,6 +1,6 @@
 # Stand-in for mongo:7 in the compose check, where no registry can be pulled from:
 # FerretDB (MongoDB wire protocol, SQLite backend), the binary tools/ferretdb builds
-# from the Go module proxy. Not for production (see the README: FerretDB vs MongoDB).
+# from the Go module proxy. Not for production (see docs/mongodb.md: FerretDB vs MongoDB).
 FROM tasks-ci/distroless-cc:nonroot
 COPY --chown=65532:65532 state /state
 COPY ferretdb /usr/local/bin/ferretdb

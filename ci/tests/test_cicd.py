@@ -489,3 +489,28 @@ def test_the_files_people_expect_are_there_and_agree_with_the_manifests():
     contributing = (ROOT / "CONTRIBUTING.md").read_text()
     for command in ("cargo run --release -p host", "cargo test", "bash .ci/run"):
         assert command in contributing and command in README
+
+
+def broken_links(files):
+    """Relative Markdown links whose target does not exist."""
+    bad = []
+    for f in files:
+        for m in re.finditer(r"\]\(([^)\s]+)\)", f.read_text()):
+            target = m.group(1)
+            if target.startswith(("http://", "https://", "#", "mailto:")):
+                continue
+            if not (f.parent / target.split("#")[0]).exists():
+                bad.append(f"{f.relative_to(f.parent.parent if f.parent.name == 'docs' else f.parent)}: {target}")
+    return bad
+
+
+def test_the_docs_link_only_to_files_that_exist(tmp_path):
+    docs = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert broken_links(docs) == []
+    stale = tmp_path / "stale.md"
+    stale.write_text("See [the old page](docs/gone.md) and [ok](https://example.com).\n")
+    assert broken_links([stale]) == ["stale.md: docs/gone.md"]
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200, "the README is the front door: detail goes to docs/"
+    for text in [readme, *(d.read_text() for d in docs)]:
+        assert not re.search(r"issue #|these machines|not re-run", text)

@@ -1,5 +1,5 @@
 //! The host binary: parse configuration, wire the capabilities, serve until told to
-//! stop. See README.md for the architecture.
+//! stop. See docs/architecture.md for the architecture.
 
 mod admin;
 mod bench_native;
