@@ -4,8 +4,9 @@
 #
 #   ci/sign-image.sh REPOSITORY@sha256:DIGEST
 #
-# GitHub Actions: needs `id-token: write`; the identity is the workflow file at the
-# ref (CERT_IDENTITY_REGEXP overrides the check). Jenkins has no OIDC issuer of its
+# GitHub Actions: needs `id-token: write`. The verification pins the one identity
+# allowed to sign: this repository's ci.yml on main (CERT_IDENTITY overrides it), so a
+# signature made by any other workflow or ref, a pull request's included, fails it. Jenkins has no OIDC issuer of its
 # own: there, sign with a key (COSIGN_KEY, a credential file) instead.
 # Exit codes: 0 signed and verified, 1 failed, 2 usage.
 set -euo pipefail
@@ -19,6 +20,6 @@ else
   cosign sign --yes "$REF"
   cosign verify "$REF" \
     --certificate-oidc-issuer https://token.actions.githubusercontent.com \
-    --certificate-identity-regexp "${CERT_IDENTITY_REGEXP:-^https://github.com/${GITHUB_REPOSITORY:?}/.github/workflows/}" >/dev/null
+    --certificate-identity "${CERT_IDENTITY:-https://github.com/${GITHUB_REPOSITORY:?}/.github/workflows/ci.yml@refs/heads/main}" >/dev/null
 fi
 echo "signed and verified $REF"

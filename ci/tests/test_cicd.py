@@ -172,12 +172,22 @@ def test_ci_runs_mongodb_suites_against_a_real_mongo_service():
 
 def test_push_sign_and_attest_only_on_main():
     wf = load_workflow(ROOT / ".github/workflows/ci.yml")
-    steps = wf["jobs"]["image"]["steps"]
-    push = next(s for s in steps if s.get("id") == "push")
-    assert "refs/heads/main" in push["if"] and "push" in push["if"]
-    for s in steps:
-        if "cosign" in s.get("uses", "") or "sign-image" in s.get("run", "") or "attest" in s.get("uses", ""):
-            assert s.get("if") == "steps.push.outcome == 'success'", s
+    jobs = wf["jobs"]
+    publish = jobs["publish"]
+    assert publish["if"] == "github.ref == 'refs/heads/main' && github.event_name == 'push'"
+    assert "image" in publish["needs"]
+    # Only the publish job may push, sign or attest; every job that runs a pull
+    # request's scripts has no such token.
+    for name, job in jobs.items():
+        perms = job.get("permissions", {})
+        steps = " ".join(str(s) for s in job.get("steps", []))
+        powerful = perms.get("id-token") == "write" or perms.get("attestations") == "write"
+        publishing = any(k in steps for k in ("push-image", "sign-image", "cosign", "attest-build-provenance", "DOCKERHUB_TOKEN"))
+        if name != "publish":
+            assert not powerful and not publishing, name
+    sign = (ROOT / "ci" / "sign-image.sh").read_text()
+    assert "--certificate-identity " in sign and "ci.yml@refs/heads/main" in sign
+    assert "identity-regexp" not in sign
 
 
 # --- branch protection ---------------------------------------------------------
