@@ -49,14 +49,16 @@ SONAR_TOKEN="$TOKEN" JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -
 
 # What the gate measured, condition by condition, whatever the verdict.
 key=$(sed -n 's/^sonar.projectKey=//p' sonar-project.properties)
-curl -sSf -u "$TOKEN:" "$SONAR_HOST_URL/api/qualitygates/project_status?projectKey=$key" | python3 -c '
+# The token reaches curl as a config on stdin, never on its command line.
+sonar_get() { printf 'user = "%s:"\n' "$TOKEN" | curl -sSf --config - "$SONAR_HOST_URL/api/$1"; }
+sonar_get "qualitygates/project_status?projectKey=$key" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)["projectStatus"]
 print("quality gate: %s" % s["status"])
 for c in s.get("conditions", []):
     print("  %-5s %-40s %8s  (fails when %s %s)" % (c["status"], c["metricKey"], c.get("actualValue", "-"), c["comparator"], c["errorThreshold"]))
 '
-curl -sSf -u "$TOKEN:" "$SONAR_HOST_URL/api/measures/component?component=$key&metricKeys=ncloc,files,coverage,duplicated_lines_density,code_smells,cognitive_complexity" | python3 -c '
+sonar_get "measures/component?component=$key&metricKeys=ncloc,files,coverage,duplicated_lines_density,code_smells,cognitive_complexity" | python3 -c '
 import json, sys
 m = {x["metric"]: x.get("value") for x in json.load(sys.stdin)["component"]["measures"]}
 print("  measures: " + ", ".join(f"{k}={v}" for k, v in sorted(m.items())))

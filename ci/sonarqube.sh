@@ -103,12 +103,16 @@ token)
   # The server's password policy wants 12+ characters with an upper- and a
   # lower-case letter, a digit and a special character: token_urlsafe alone has
   # no special character about one time in three (a 400 that failed a run).
+  # Credentials reach curl as a config on stdin, never on its command line (which
+  # any user of the machine can read in /proc).
   url=$(cat "$DIR/url")
   pass=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24) + "aA1!")')
-  curl -sS --fail-with-body -u admin:admin -XPOST "$url/api/users/change_password" \
-    --data-urlencode login=admin --data-urlencode previousPassword=admin --data-urlencode "password=$pass" >&2
+  printf 'user = "admin:admin"\ndata-urlencode = "password=%s"\n' "$pass" \
+    | curl -sS --fail-with-body --config - -XPOST "$url/api/users/change_password" \
+      --data-urlencode login=admin --data-urlencode previousPassword=admin >&2
   (umask 077; echo "$pass" >"$DIR/admin-password")
-  curl -sS --fail-with-body -u "admin:$pass" -XPOST "$url/api/user_tokens/generate" --data-urlencode "name=ci-$(date +%s)" \
+  printf 'user = "admin:%s"\n' "$pass" \
+    | curl -sS --fail-with-body --config - -XPOST "$url/api/user_tokens/generate" --data-urlencode "name=ci-$(date +%s)" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
   ;;
 stop)

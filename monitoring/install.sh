@@ -17,9 +17,10 @@ KUBECTL=${KUBECTL:-kubectl}
 : "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD (it goes into the Secret grafana-admin, never into values)}"
 
 "$KUBECTL" create namespace monitoring --dry-run=client -o yaml | "$KUBECTL" apply -f -
-# The Secret from the environment, not from a file in the repository.
+# The Secret from the environment, not from a file in the repository; the password
+# goes through a pipe, never on kubectl's command line (readable by any user in /proc).
 "$KUBECTL" -n monitoring create secret generic grafana-admin \
-  --from-literal=admin-user=admin --from-literal=admin-password="$GRAFANA_ADMIN_PASSWORD" \
+  --from-literal=admin-user=admin --from-file=admin-password=<(printf '%s' "$GRAFANA_ADMIN_PASSWORD") \
   --dry-run=client -o yaml | "$KUBECTL" apply -f -
 
 helm repo add prometheus-community https://prometheus-community.github.io/helm-charts >/dev/null 2>&1 || true

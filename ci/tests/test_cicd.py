@@ -524,3 +524,46 @@ def test_the_docs_link_only_to_files_that_exist(tmp_path):
     assert len(readme.splitlines()) <= 200, "the README is the front door: detail goes to docs/"
     for text in [readme, *(d.read_text() for d in docs)]:
         assert not re.search(r"issue #|these machines|not re-run", text)
+
+
+# --- secrets never on a command line ----------------------------------------------
+
+# A process's arguments are readable by every user of the machine (/proc/PID/cmdline,
+# `ps`): credentials go through stdin, a 0600 file, or the environment.
+SECRET_ON_COMMAND_LINE = [
+    re.compile(r"""(?:^|\s)(?:-u|--user)\s+["']?[^"'\s]*\$\{?\w*(?:TOKEN|PASS|pass|token|SECRET)"""),
+    re.compile(r"--from-literal=[\w.-]+=[\"']?\$\{?\w*(?:PASSWORD|TOKEN|SECRET|pass)"),
+    re.compile(r"--password(?:=|\s+)[\"']?\$"),
+    re.compile(r"""--data(?:-urlencode|-raw)?\s+["']?\w*(?:password|token)=\$"""),
+    re.compile(r"""(?:Authorization|PRIVATE-TOKEN):\s*\w*\s*\$\{?\w*(?:TOKEN|PASS)"""),
+]
+
+
+def secrets_on_command_lines(paths):
+    found = []
+    for path in paths:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if line.lstrip().startswith("#"):
+                continue
+            if any(p.search(line) for p in SECRET_ON_COMMAND_LINE):
+                found.append(f"{path.name}:{n}")
+    return found
+
+
+def shell_and_task_files():
+    tracked = subprocess.run(["git", "ls-files", "*.sh", "ansible/**/*.yml", "Jenkinsfile", ".github/workflows/*.yml", ".ci/run"],
+                             cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()
+    return [ROOT / p for p in tracked]
+
+
+def test_no_secret_is_passed_on_a_command_line(tmp_path):
+    files = shell_and_task_files()
+    assert any(f.name == "sonarqube.sh" for f in files)
+    assert secrets_on_command_lines(files) == []
+    planted = tmp_path / "leaky.sh"
+    planted.write_text('curl -u "admin:$pass" "$url"\n'
+                       'kubectl create secret generic g --from-literal=password="$GRAFANA_ADMIN_PASSWORD"\n'
+                       'docker login --password "$REGISTRY_PASSWORD" r\n'
+                       'curl --data-urlencode "password=$pass" "$url"\n'
+                       'printf %s "$REGISTRY_PASSWORD" | docker login --password-stdin r\n')
+    assert secrets_on_command_lines([planted]) == ["leaky.sh:1", "leaky.sh:2", "leaky.sh:3", "leaky.sh:4"]
