@@ -58,6 +58,8 @@ LABEL org.opencontainers.image.title="tasks-api" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=host /out/host /usr/local/bin/host
+# Native code made by this build, owned by root and read-only to the runtime user:
+# the one precompiled artifact the image opts in to (ALLOW_PRECOMPILED below).
 COPY --from=host /out/precompiled /opt/tasks/precompiled
 # The only writable path: the embedded store (unused with MONGODB_URI).
 COPY --from=host --chown=65532:65532 /out/data /data
@@ -65,6 +67,7 @@ ENV LISTEN_ADDR=0.0.0.0:8080 \
     ADMIN_LISTEN_ADDR=0.0.0.0:9090 \
     DATA_DIR=/data \
     PRECOMPILED_DIR=/opt/tasks/precompiled \
+    ALLOW_PRECOMPILED=true \
     LOG_FORMAT=json
 USER 65532:65532
 VOLUME ["/data"]

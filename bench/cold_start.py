@@ -51,8 +51,8 @@ def start(args, data_dir):
 MODES = {
     "builtin, compiled at start": (["--no-compile-cache"], False),
     "builtin, compile cache warm": ([], True),
-    "builtin, --precompiled-dir": (["--precompiled-dir", f"{WORK}/precompiled"], False),
-    ".cwasm": (["--component", f"{WORK}/app.cwasm"], False),
+    "builtin, --precompiled-dir": (["--precompiled-dir", f"{WORK}/precompiled", "--allow-precompiled"], False),
+    ".cwasm": (["--component", f"{WORK}/app.cwasm", "--allow-precompiled"], False),
     ".wasm, compiled at start": (["--component", WASM, "--no-compile-cache"], False),
     ".wasm, compile cache warm": (["--component", WASM], True),
 }

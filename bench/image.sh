@@ -40,7 +40,7 @@ cid=$("$DOCKER" create "$IMAGE")
 
 P_API=$(free_port) P_ADMIN=$(free_port)
 LOG_FORMAT=json RUST_LOG=warn "$WORK/host" --listen "127.0.0.1:$P_API" --admin-listen "127.0.0.1:$P_ADMIN" \
-  --data-dir "$WORK/data" --precompiled-dir "$WORK/precompiled" 2>"$WORK/plain.log" &
+  --data-dir "$WORK/data" --precompiled-dir "$WORK/precompiled" --allow-precompiled 2>"$WORK/plain.log" &
 PLAIN_PID=$!
 
 if [ "$NETWORK" = host ]; then

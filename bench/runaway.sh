@@ -21,7 +21,7 @@ release_host
 bench_init
 FAULT=$(guest_wasm fault)
 "$BIN" precompile "$FAULT" -o "$BENCH_WORK/fault.cwasm" 2>/dev/null
-start_host runaway --component "$BENCH_WORK/fault.cwasm" --deadline-ms "$DEADLINE_MS"
+start_host runaway --component "$BENCH_WORK/fault.cwasm" --allow-precompiled --deadline-ms "$DEADLINE_MS"
 OK="http://$HOST_API/fault/ok"
 echo "== machine: $(machine)"
 DURATION=2s wrk_round "$BENCH_WORK/warm" "$OK" >/dev/null

@@ -86,6 +86,14 @@ pub struct ServeArgs {
     #[arg(long, env = "PRECOMPILED_DIR")]
     pub precompiled_dir: Option<PathBuf>,
 
+    /// Load precompiled native code: a `.cwasm` given to `--component`, or
+    /// `--precompiled-dir`. Such a file is machine code that runs outside the sandbox
+    /// with this host's privileges: allow it only for files you built (`host
+    /// precompile`). Even then it is refused unless it and every directory above it
+    /// belong to this user or root and nobody else can write them.
+    #[arg(long, env = "ALLOW_PRECOMPILED")]
+    pub allow_precompiled: bool,
+
     /// Where compiled components are kept between starts, so a restart loads the
     /// compiled form instead of compiling again. Default: `compile-cache` in the
     /// data directory. Must belong to this user and be writable by nobody else;
@@ -277,6 +285,11 @@ impl ServeArgs {
         if self.max_body_bytes == 0 || self.max_body_bytes > 64 * 1024 * 1024 {
             bail!("--max-body-bytes must be between 1 byte and 64 MiB");
         }
+        if self.precompiled_dir.is_some() && !self.allow_precompiled {
+            bail!(
+                "--precompiled-dir loads native code that runs outside the sandbox: pass --allow-precompiled (ALLOW_PRECOMPILED=true) if you built it"
+            );
+        }
         if self.epoch_tick_ms > self.deadline_ms {
             bail!("--epoch-tick-ms must not exceed --deadline-ms");
         }
@@ -347,6 +360,21 @@ mod tests {
         assert_eq!(c.grants, vec!["tasks"]);
         assert_eq!((c.memory_limit_mib, c.deadline_ms), (64, 1000));
         c.validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn precompiled_native_code_is_an_explicit_choice() {
+        assert!(
+            parse(&["--precompiled-dir", "/opt/p"])
+                .serve
+                .validate()
+                .is_err()
+        );
+        parse(&["--precompiled-dir", "/opt/p", "--allow-precompiled"])
+            .serve
+            .validate()
+            .expect("opted in");
+        assert!(!parse(&[]).serve.allow_precompiled);
     }
 
     #[test]

@@ -484,7 +484,8 @@ mod tests {
             let metrics = Metrics::new().expect("metrics");
             let limits = engine::tests::test_limits();
             let e = engine::build_engine(&limits).expect("engine");
-            let c = engine::load_component(&e, None, None).expect("component");
+            let c = engine::load_component(&e, None, None, engine::NativeCode::Refused)
+                .expect("component");
             let data = engine::tests::test_data(dir.path(), &metrics);
             let rt = Runtime::new(
                 e,

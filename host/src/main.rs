@@ -198,7 +198,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = engine::build_engine(&limits)?;
     let cache = compile_cache(&args);
     let component = match &args.component {
-        Some(path) => engine::load_component(&engine, Some(path), cache.as_ref())?,
+        Some(path) => engine::load_component(
+            &engine,
+            Some(path),
+            cache.as_ref(),
+            if args.allow_precompiled {
+                engine::NativeCode::Allowed
+            } else {
+                engine::NativeCode::Refused
+            },
+        )?,
         None => {
             let (component, from) =
                 engine::load_builtin(&engine, args.precompiled_dir.as_deref(), cache.as_ref())?;

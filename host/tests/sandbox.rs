@@ -196,6 +196,32 @@ async fn bad_component_artifacts_fail_fast_with_a_clear_error() {
     assert!(err.contains("bogus.cwasm"), "{err}");
 }
 
+/// A `.cwasm` is native code outside the sandbox: without `--allow-precompiled` the
+/// host refuses to start with one, and says why.
+#[tokio::test]
+async fn precompiled_native_code_needs_an_explicit_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::HOST)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--component",
+        ])
+        .arg(common::precompiled(common::Guest::App))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--allow-precompiled") && err.contains("outside the sandbox"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn guest_observes_none_of_the_hosts_configuration_or_secrets() {
     // A MongoDB URI with credentials (a closed port: the host starts and serves

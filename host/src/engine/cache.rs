@@ -5,15 +5,28 @@
 //! hash, so a new component or another wasmtime/configuration misses and compiles.
 //! An entry is never trusted blindly, because loading one runs its machine code:
 //! - the directory must belong to this user and be writable by nobody else (as
-//!   ssh does with its keys); otherwise the cache is not used at all;
+//!   ssh does with its keys), and so must every directory above it (`trust.rs`);
+//!   otherwise the cache is not used at all. It is opened once and every entry is
+//!   then opened, checked (owner, mode, regular file) and read through that
+//!   descriptor, never by a path that could be swapped for a link;
 //! - each entry carries the SHA-256 of its bytes, checked before loading, so a
 //!   truncated or damaged file is recompiled rather than run;
 //! - wasmtime itself checks the header and the engine compatibility hash, and a
-//!   refused entry is recompiled and replaced.
+//!   refused entry is recompiled and replaced;
+//! - entries are written to temporary files created exclusively (`O_EXCL`, mode
+//!   600) and removed if anything fails before the rename.
+//!
+//! The digest beside an entry is not a key: someone running as this same user (a
+//! sidecar sharing the uid and the volume) could write both. Against that, use a
+//! separate uid or `--no-compile-cache`.
 //!
 //! A cache that cannot be used costs a warning and the compile time, never the start.
 
+use super::trust;
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
+use std::ffi::{OsStr, OsString};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,10 +57,14 @@ pub enum CacheError {
         "the compile cache directory {0} is writable by group or others (mode {1:o}); fix it with chmod 700"
     )]
     Writable(PathBuf, u32),
+    #[error("the compile cache directory cannot be trusted: {0}")]
+    Untrusted(trust::TrustError),
 }
 
 pub struct CompileCache {
     dir: PathBuf,
+    /// The directory, opened once after its checks: entries are reached through it.
+    fd: OwnedFd,
 }
 
 impl CompileCache {
@@ -62,28 +79,33 @@ impl CompileCache {
             .map_err(|e| CacheError::Create(dir.to_owned(), e))?;
         let meta =
             std::fs::symlink_metadata(dir).map_err(|e| CacheError::Create(dir.to_owned(), e))?;
-        let uid = std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(u32::MAX);
-        if !meta.is_dir() || meta.uid() != uid {
+        if !meta.is_dir() || meta.uid() != trust::euid() {
             return Err(CacheError::NotOwned(dir.to_owned()));
         }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o022 != 0 {
             return Err(CacheError::Writable(dir.to_owned(), mode));
         }
+        // The same checks again on the descriptor, the directories above included:
+        // the path may have changed since.
+        let fd = trust::open_dir(dir).map_err(CacheError::Untrusted)?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| CacheError::Create(dir.to_owned(), e.into()))?;
+        if st.st_uid != trust::euid() {
+            return Err(CacheError::NotOwned(dir.to_owned()));
+        }
         Ok(Self {
             dir: dir.to_owned(),
+            fd,
         })
     }
 
-    /// The entry's path for a component whose SHA-256 (hex, any prefix length) is
-    /// `digest` under this engine: `<name>-<digest>-<engine>.cwasm`.
-    fn entry(&self, engine: &Engine, name: &str, digest: &str) -> PathBuf {
+    /// The entry's file name for a component whose SHA-256 (hex, any prefix length)
+    /// is `digest` under this engine: `<name>-<digest>-<engine>.cwasm`.
+    fn entry(&self, engine: &Engine, name: &str, digest: &str) -> OsString {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        self.dir
-            .join(format!("{name}-{digest}-{:016x}.cwasm", h.finish()))
+        OsString::from(format!("{name}-{digest}-{:016x}.cwasm", h.finish()))
     }
 
     /// The component compiled from `wasm`: from the cache when a valid entry exists,
@@ -98,9 +120,10 @@ impl CompileCache {
         digest: Option<&str>,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let digest = digest.map_or_else(|| hex(&Sha256::digest(wasm)[..16]), str::to_owned);
-        let path = self.entry(engine, name, &digest);
+        let entry = self.entry(engine, name, &digest);
+        let path = self.dir.join(&entry);
         let mut outcome = CacheOutcome::Miss;
-        match read_verified(&path) {
+        match self.read_verified(&entry) {
             Ok(Some(bytes)) => match deserialize(engine, &bytes) {
                 Ok(c) => return Ok((c, CacheOutcome::Hit)),
                 Err(e) => {
@@ -117,7 +140,7 @@ impl CompileCache {
         let compiled = engine.precompile_component(wasm)?;
         // Load what will be stored, so the entry is exactly what runs.
         let component = deserialize(engine, &compiled)?;
-        if let Err(e) = self.store(&path, name, &compiled) {
+        if let Err(e) = self.store(&entry, name, &compiled) {
             tracing::warn!(file = %path.display(), error = %e, "could not write the compile cache entry; the next start compiles again");
             return Ok((component, CacheOutcome::Unusable));
         }
@@ -126,60 +149,73 @@ impl CompileCache {
 
     /// Writes the entry and its digest atomically (temporary file, fsync, rename),
     /// then removes this name's other entries (older components or engines).
-    fn store(&self, path: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let digest = digest_path(path);
-        write_atomic(&digest, hex(&Sha256::digest(bytes)).as_bytes())?;
-        write_atomic(path, bytes)?;
-        let keep = [path.file_name(), digest.file_name()];
-        for entry in std::fs::read_dir(&self.dir)?.flatten() {
-            let file = entry.file_name();
+    fn store(&self, entry: &OsStr, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let digest = digest_name(entry);
+        self.write_atomic(&digest, hex(&Sha256::digest(bytes)).as_bytes())?;
+        self.write_atomic(entry, bytes)?;
+        let keep = [entry, digest.as_os_str()];
+        for found in std::fs::read_dir(&self.dir)?.flatten() {
+            let file = found.file_name();
             let stale = file.to_str().is_some_and(|f| {
                 f.starts_with(&format!("{name}-"))
                     && (f.ends_with(".cwasm") || f.ends_with(".cwasm.sha256"))
             });
-            if stale && !keep.contains(&Some(file.as_os_str())) {
-                let _ = std::fs::remove_file(entry.path());
+            if stale && !keep.contains(&file.as_os_str()) {
+                let _ =
+                    rustix::fs::unlinkat(&self.fd, file.as_os_str(), rustix::fs::AtFlags::empty());
             }
         }
         Ok(())
     }
-}
 
-fn digest_path(entry: &Path) -> PathBuf {
-    let mut p = entry.as_os_str().to_owned();
-    p.push(".sha256");
-    PathBuf::from(p)
-}
-
-/// The entry's bytes if it exists and matches its recorded digest; `Ok(None)` when
-/// there is no entry; `Err` with the reason when it is there but not usable.
-fn read_verified(path: &Path) -> Result<Option<Vec<u8>>, &'static str> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(_) => return Err("unreadable entry"),
-    };
-    let recorded = std::fs::read_to_string(digest_path(path)).map_err(|_| "no digest")?;
-    if recorded.trim() != hex(&Sha256::digest(&bytes)) {
-        return Err("digest mismatch");
+    /// The entry's bytes if it exists and matches its recorded digest; `Ok(None)`
+    /// when there is no entry; `Err` with the reason when it is there but not usable
+    /// (unreadable, not a regular file, writable by others, or damaged).
+    fn read_verified(&self, entry: &OsStr) -> Result<Option<Vec<u8>>, &'static str> {
+        let Some(bytes) = trust::read_at(&self.fd, &self.dir, entry)
+            .map_err(|_| "untrusted or unreadable entry")?
+        else {
+            return Ok(None);
+        };
+        let recorded = trust::read_at(&self.fd, &self.dir, &digest_name(entry))
+            .ok()
+            .flatten()
+            .ok_or("no digest")?;
+        if String::from_utf8_lossy(&recorded).trim() != hex(&Sha256::digest(&bytes)) {
+            return Err("digest mismatch");
+        }
+        Ok(Some(bytes))
     }
-    Ok(Some(bytes))
+
+    /// A new file (never an existing one or a link: `O_EXCL`), written and synced,
+    /// then renamed over `name`; removed if anything fails before the rename.
+    fn write_atomic(&self, name: &OsStr, bytes: &[u8]) -> std::io::Result<()> {
+        let mut tmp = name.to_owned();
+        tmp.push(format!(".tmp{}", std::process::id()));
+        let fd = rustix::fs::openat(
+            &self.fd,
+            tmp.as_os_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let written = (|| {
+            let mut f = std::fs::File::from(fd);
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            rustix::fs::renameat(&self.fd, tmp.as_os_str(), &self.fd, name)?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&self.fd, tmp.as_os_str(), rustix::fs::AtFlags::empty());
+        }
+        written
+    }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+fn digest_name(entry: &OsStr) -> OsString {
+    let mut p = entry.to_owned();
+    p.push(".sha256");
+    p
 }
 
 #[allow(unsafe_code)]
@@ -251,7 +287,8 @@ mod tests {
         let cache = CompileCache::open(&dir).unwrap();
         let e = engine();
         cache.load_or_compile(&e, "t", EMPTY, None).unwrap();
-        let entry = cache.entry(&e, "t", &hex(&Sha256::digest(EMPTY)[..16]));
+        let entry = dir.join(cache.entry(&e, "t", &hex(&Sha256::digest(EMPTY)[..16])));
+        let digest_path = |p: &Path| PathBuf::from(digest_name(p.as_os_str()));
 
         // One flipped byte in the code: the digest catches it.
         let mut bytes = std::fs::read(&entry).unwrap();
@@ -287,5 +324,48 @@ mod tests {
         ));
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         assert!(CompileCache::open(&dir).is_ok());
+        // A parent others can write (not sticky) could swap the directory itself.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            CompileCache::open(&dir),
+            Err(CacheError::Untrusted(_))
+        ));
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    /// Entries are read through the directory's descriptor with the same checks:
+    /// an entry made a link, or writable by others, is recompiled and replaced, and
+    /// what it pointed to is never read; no temporary file is left behind.
+    #[test]
+    fn links_and_entries_others_can_write_are_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let cache = CompileCache::open(&dir).unwrap();
+        let e = engine();
+        cache.load_or_compile(&e, "t", EMPTY, None).unwrap();
+        let entry = dir.join(cache.entry(&e, "t", &hex(&Sha256::digest(EMPTY)[..16])));
+
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Replaced);
+        let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the replacement is a fresh owner-only file");
+
+        let elsewhere = tmp.path().join("planted.cwasm");
+        std::fs::rename(&entry, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Replaced);
+        assert!(
+            !std::fs::symlink_metadata(&entry)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(outcome(&cache, &e), CacheOutcome::Hit);
+        assert!(
+            entries(&dir).iter().all(|f| !f.contains(".tmp")),
+            "{:?}",
+            entries(&dir)
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 mod cache;
 mod host;
+mod trust;
 
 pub use cache::{CacheOutcome, CompileCache};
 pub use host::Host;
@@ -265,11 +266,12 @@ pub fn load_builtin(
         tracing::info!(file = %file.display(), "no precompiled built-in component");
         return compile();
     }
-    let loaded = match Engine::detect_precompiled_file(&file) {
-        Ok(Some(wasmtime::Precompiled::Component)) => deserialize(engine, &file),
-        Ok(_) => Err(wasmtime::format_err!("not a precompiled component")),
-        Err(e) => Err(e),
-    };
+    let loaded = trust::read(&file)
+        .map_err(wasmtime::Error::from)
+        .and_then(|bytes| match Engine::detect_precompiled(&bytes) {
+            Some(wasmtime::Precompiled::Component) => deserialize(engine, &file, &bytes),
+            _ => Err(wasmtime::format_err!("not a precompiled component")),
+        });
     match loaded {
         Ok(c) => Ok((c, BuiltinSource::Precompiled)),
         Err(e) => {
@@ -279,13 +281,22 @@ pub fn load_builtin(
     }
 }
 
+/// Whether precompiled native code may be loaded (`--allow-precompiled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeCode {
+    Refused,
+    Allowed,
+}
+
 /// Load a component: the built-in one, a `.wasm` (compiled now, or taken from the
-/// compile cache), or a `.cwasm` (deserialized; wasmtime refuses one built by an
+/// compile cache), or a `.cwasm` (only with [`NativeCode::Allowed`], from a file
+/// nobody else could have written, read not mapped; wasmtime refuses one built by an
 /// incompatible engine).
 pub fn load_component(
     engine: &Engine,
     path: Option<&Path>,
     cache: Option<&CompileCache>,
+    native: NativeCode,
 ) -> wasmtime::Result<Component> {
     let Some(path) = path else {
         return Ok(load_builtin(engine, None, cache)?.0);
@@ -297,7 +308,16 @@ pub fn load_component(
             .0);
     }
     match Engine::detect_precompiled(&bytes) {
-        Some(wasmtime::Precompiled::Component) => deserialize(engine, path),
+        Some(wasmtime::Precompiled::Component) if native == NativeCode::Refused => bail!(
+            "{} is a precompiled component: native code that runs outside the sandbox with this \
+             host's privileges; load it only if you built it, with --allow-precompiled",
+            path.display()
+        ),
+        Some(wasmtime::Precompiled::Component) => {
+            // Read again through the checks: the first read only told what it is.
+            let bytes = trust::read(path)?;
+            deserialize(engine, path, &bytes)
+        }
         Some(wasmtime::Precompiled::Module) => bail!(
             "{} is a precompiled core module, not a component",
             path.display()
@@ -310,12 +330,13 @@ pub fn load_component(
 }
 
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: `deserialize_file` trusts the file to be wasmtime output. It is an
-    // operator-supplied artifact made by `host precompile` (the same trust as the
-    // binary itself), and wasmtime checks its header and the engine compatibility
-    // hash, refusing artifacts from another version or configuration.
-    unsafe { Component::deserialize_file(engine, path) }.with_context(|| {
+fn deserialize(engine: &Engine, path: &Path, bytes: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `deserialize` trusts the bytes to be wasmtime output. They are an
+    // artifact the operator chose to trust (`--allow-precompiled`), read from a file
+    // that only this user or root could have written (`trust.rs`), into memory (a
+    // later write to the file cannot change them); wasmtime checks the header and
+    // the engine compatibility hash, refusing another version or configuration.
+    unsafe { Component::deserialize(engine, bytes) }.with_context(|| {
         format!(
             "loading precompiled component {} (rebuild it with `host precompile` for this host)",
             path.display()
@@ -703,8 +724,13 @@ pub(crate) mod tests {
     fn spin_build_needs_the_key_value_capability() {
         let limits = test_limits();
         let engine = build_engine(&limits).expect("engine");
-        let component = load_component(&engine, Some(Path::new(env!("SPIN_APP_COMPONENT"))), None)
-            .expect("component");
+        let component = load_component(
+            &engine,
+            Some(Path::new(env!("SPIN_APP_COMPONENT"))),
+            None,
+            NativeCode::Refused,
+        )
+        .expect("component");
         let metrics = Metrics::new().expect("metrics");
         let dir = tempfile::tempdir().expect("tempdir");
         let data = test_data(dir.path(), &metrics);
@@ -764,11 +790,56 @@ pub(crate) mod tests {
             precompile(&engine, BUILTIN_COMPONENT).expect("precompile"),
         )
         .expect("write");
-        load_component(&engine, Some(&cwasm), None).expect("loads");
+        load_component(&engine, Some(&cwasm), None, NativeCode::Allowed).expect("loads");
+        let refused = load_component(&engine, Some(&cwasm), None, NativeCode::Refused)
+            .expect_err("native code only by choice");
+        assert!(
+            format!("{refused:#}").contains("--allow-precompiled"),
+            "{refused:#}"
+        );
         let wasm = dir.path().join("app.wasm");
         std::fs::write(&wasm, BUILTIN_COMPONENT).expect("write");
-        load_component(&engine, Some(&wasm), None).expect("compiles");
+        load_component(&engine, Some(&wasm), None, NativeCode::Refused).expect("compiles");
         std::fs::write(&cwasm, b"garbage").expect("write");
-        assert!(load_component(&engine, Some(&cwasm), None).is_err());
+        assert!(load_component(&engine, Some(&cwasm), None, NativeCode::Allowed).is_err());
+    }
+
+    /// A `.cwasm` someone else could have written is not loaded: one writable by
+    /// others, one in a directory writable by others (not sticky), one behind a link.
+    #[test]
+    fn precompiled_files_others_could_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let engine = test_engine();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cwasm = dir.path().join("app.cwasm");
+        std::fs::write(
+            &cwasm,
+            precompile(&engine, BUILTIN_COMPONENT).expect("precompile"),
+        )
+        .expect("write");
+        let load = |p: &Path| load_component(&engine, Some(p), None, NativeCode::Allowed);
+        load(&cwasm).expect("owner-only file in an owner-only directory");
+        std::fs::set_permissions(&cwasm, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let e = load(&cwasm).expect_err("world-writable file");
+        assert!(
+            format!("{e:#}").contains("writable by group or others"),
+            "{e:#}"
+        );
+        std::fs::set_permissions(&cwasm, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let e = load(&cwasm).expect_err("world-writable directory");
+        assert!(
+            format!("{e:#}").contains("writable by group or others"),
+            "{e:#}"
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777))
+            .expect("chmod");
+        load(&cwasm).expect("a sticky directory like /tmp: others cannot replace our file");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        let link = dir.path().join("link.cwasm");
+        std::os::unix::fs::symlink(&cwasm, &link).expect("symlink");
+        assert!(load(&link).is_err(), "a link is not followed");
     }
 }

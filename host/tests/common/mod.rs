@@ -159,6 +159,8 @@ impl Server {
             .arg(&data_dir)
             .arg("--component")
             .arg(precompiled(guest))
+            // The suites' components are precompiled here, by this test run.
+            .arg("--allow-precompiled")
             .args(&opts.args)
             .env_remove("MONGODB_URI")
             .env_remove("MONGODB_URI_FILE")
