@@ -87,6 +87,7 @@ fn without_key_value_the_spin_build_does_not_start() {
         .arg(dir.path())
         .arg("--component")
         .arg(precompiled(Guest::SpinApp))
+        .arg("--allow-precompiled")
         .env_remove("MONGODB_URI")
         .env_remove("KEY_VALUE_STORES")
         .env("LOG_FORMAT", "json")
