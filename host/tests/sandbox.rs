@@ -178,6 +178,12 @@ async fn bad_component_artifacts_fail_fast_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("bogus.cwasm");
     std::fs::write(&bogus, b"\x7fELF not really").unwrap();
+    let err = refused_at_start(&bogus, dir.path());
+    assert!(err.contains("bogus.cwasm"), "{err}");
+}
+
+/// Starts the host with `component` and expects it to exit with an error; its stderr.
+fn refused_at_start(component: &std::path::Path, data_dir: &std::path::Path) -> String {
     let out = std::process::Command::new(common::HOST)
         .args([
             "--listen",
@@ -186,14 +192,13 @@ async fn bad_component_artifacts_fail_fast_with_a_clear_error() {
             "127.0.0.1:0",
             "--component",
         ])
-        .arg(&bogus)
+        .arg(component)
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data_dir)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bogus.cwasm"), "{err}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A `.cwasm` is native code outside the sandbox: without `--allow-precompiled` the
@@ -201,21 +206,7 @@ async fn bad_component_artifacts_fail_fast_with_a_clear_error() {
 #[tokio::test]
 async fn precompiled_native_code_needs_an_explicit_opt_in() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::HOST)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--component",
-        ])
-        .arg(common::precompiled(common::Guest::App))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&common::precompiled(common::Guest::App), dir.path());
     assert!(
         err.contains("--allow-precompiled") && err.contains("outside the sandbox"),
         "{err}"

@@ -264,6 +264,19 @@ mod tests {
         v
     }
 
+    /// A cache in a fresh directory holding the test component's entry: the
+    /// temporary directory (kept alive), the cache directory, the cache, its engine
+    /// and the entry's path.
+    fn cached() -> (tempfile::TempDir, PathBuf, CompileCache, Engine, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let cache = CompileCache::open(&dir).unwrap();
+        let e = engine();
+        cache.load_or_compile(&e, "t", EMPTY, None).unwrap();
+        let entry = dir.join(cache.entry(&e, "t", &hex(&Sha256::digest(EMPTY)[..16])));
+        (tmp, dir, cache, e, entry)
+    }
+
     #[test]
     fn miss_then_hit_and_one_entry_per_name() {
         let tmp = tempfile::tempdir().unwrap();
@@ -282,12 +295,7 @@ mod tests {
 
     #[test]
     fn damaged_or_foreign_entries_are_recompiled_not_run() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("c");
-        let cache = CompileCache::open(&dir).unwrap();
-        let e = engine();
-        cache.load_or_compile(&e, "t", EMPTY, None).unwrap();
-        let entry = dir.join(cache.entry(&e, "t", &hex(&Sha256::digest(EMPTY)[..16])));
+        let (_tmp, _dir, cache, e, entry) = cached();
         let digest_path = |p: &Path| PathBuf::from(digest_name(p.as_os_str()));
 
         // One flipped byte in the code: the digest catches it.
@@ -339,12 +347,7 @@ mod tests {
     #[test]
     fn links_and_entries_others_can_write_are_not_run() {
         use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("c");
-        let cache = CompileCache::open(&dir).unwrap();
-        let e = engine();
-        cache.load_or_compile(&e, "t", EMPTY, None).unwrap();
-        let entry = dir.join(cache.entry(&e, "t", &hex(&Sha256::digest(EMPTY)[..16])));
+        let (tmp, dir, cache, e, entry) = cached();
 
         std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
         assert_eq!(outcome(&cache, &e), CacheOutcome::Replaced);

@@ -780,16 +780,22 @@ pub(crate) mod tests {
         assert_eq!(from, BuiltinSource::Refused);
     }
 
+    /// The built-in component precompiled by `engine`, as `app.cwasm` in `dir`.
+    fn write_precompiled(engine: &Engine, dir: &Path) -> std::path::PathBuf {
+        let cwasm = dir.join("app.cwasm");
+        std::fs::write(
+            &cwasm,
+            precompile(engine, BUILTIN_COMPONENT).expect("precompile"),
+        )
+        .expect("write");
+        cwasm
+    }
+
     #[test]
     fn precompiled_artifacts_round_trip() {
         let engine = test_engine();
         let dir = tempfile::tempdir().expect("tempdir");
-        let cwasm = dir.path().join("app.cwasm");
-        std::fs::write(
-            &cwasm,
-            precompile(&engine, BUILTIN_COMPONENT).expect("precompile"),
-        )
-        .expect("write");
+        let cwasm = write_precompiled(&engine, dir.path());
         load_component(&engine, Some(&cwasm), None, NativeCode::Allowed).expect("loads");
         let refused = load_component(&engine, Some(&cwasm), None, NativeCode::Refused)
             .expect_err("native code only by choice");
@@ -811,12 +817,7 @@ pub(crate) mod tests {
         use std::os::unix::fs::PermissionsExt;
         let engine = test_engine();
         let dir = tempfile::tempdir().expect("tempdir");
-        let cwasm = dir.path().join("app.cwasm");
-        std::fs::write(
-            &cwasm,
-            precompile(&engine, BUILTIN_COMPONENT).expect("precompile"),
-        )
-        .expect("write");
+        let cwasm = write_precompiled(&engine, dir.path());
         let load = |p: &Path| load_component(&engine, Some(p), None, NativeCode::Allowed);
         load(&cwasm).expect("owner-only file in an owner-only directory");
         std::fs::set_permissions(&cwasm, std::fs::Permissions::from_mode(0o666)).expect("chmod");
