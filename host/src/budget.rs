@@ -164,19 +164,17 @@ impl Charge {
     /// Charge `more` bytes of new work if they fit below the headroom kept for
     /// admitted work; false (and nothing charged) if not.
     pub fn try_grow(&mut self, more: usize) -> bool {
-        let ok = self
-            .budget
-            .try_add_within(more, self.budget.new_work_limit());
-        if ok {
-            self.bytes += more;
-        }
-        ok
+        self.grow_within(more, self.budget.new_work_limit())
     }
 
     /// Charge `more` bytes for work already admitted (an instance's memory growing),
     /// if they fit in the whole budget.
     pub fn try_grow_running(&mut self, more: usize) -> bool {
-        let ok = self.budget.try_add_within(more, self.budget.inner.limit);
+        self.grow_within(more, self.budget.inner.limit)
+    }
+
+    fn grow_within(&mut self, more: usize, limit: usize) -> bool {
+        let ok = self.budget.try_add_within(more, limit);
         if ok {
             self.bytes += more;
         }
@@ -201,11 +199,14 @@ impl Charge {
         if !in_share {
             return false;
         }
-        if !self.budget.try_add_within(more, inner.limit) {
-            inner.responses.fetch_sub(more, Ordering::AcqRel);
+        let limit = inner.limit;
+        if !self.grow_within(more, limit) {
+            self.budget
+                .inner
+                .responses
+                .fetch_sub(more, Ordering::AcqRel);
             return false;
         }
-        self.bytes += more;
         true
     }
 
