@@ -51,7 +51,7 @@ if [ "$NETWORK" = host ]; then
 else
   "$DOCKER" run -d --name "$NAME" --read-only --user 65532:65532 --cap-drop ALL \
     --security-opt no-new-privileges -e RUST_LOG=warn -p 127.0.0.1::8080 -p 127.0.0.1::9090 "$IMAGE" >/dev/null
-  C_API=$("$DOCKER" port "$NAME" 8080/tcp | head -1 | cut -d: -f2)
+  C_API=$("$DOCKER" port "$NAME" 8080/tcp | sed -n 1p | cut -d: -f2)
 fi
 
 P_ID=$(seed "$P_API")

@@ -38,7 +38,7 @@ echo "schemathesis: exit $rc, ${cases:-?} cases generated, seed $SEED"
 [ "${cases:-0}" -ge "$MIN_CASES" ] || { echo "only ${cases:-0} cases generated (< $MIN_CASES)" >&2; exit 1; }
 if grep -q '"level":"ERROR"' "$BENCH_WORK/schemathesis.log"; then
   echo "the host logged errors under schemathesis:" >&2
-  grep '"level":"ERROR"' "$BENCH_WORK/schemathesis.log" | head -5 >&2
+  grep '"level":"ERROR"' "$BENCH_WORK/schemathesis.log" | sed -n 1,5p >&2
   exit 1
 fi
 echo "schemathesis passed"

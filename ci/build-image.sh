@@ -27,7 +27,7 @@ IMAGE=$1
 shift
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-docker}
-VERSION=${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
+VERSION=${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | sed -n 1p)}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 CONTEXT=.
 FROM_ARGS=()

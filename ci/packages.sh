@@ -32,10 +32,10 @@ install)
   shift
   missing=()
   while read -r name _; do
-    if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qxF "$name"; then continue; fi
-    dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed' || missing+=("$name")
+    if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -xF "$name" >/dev/null; then continue; fi
+    dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$name")
   done < <(entries apt)
-  for n in "$@"; do entries apt | awk '{print $1}' | grep -qxF "$n" || { echo "$n is not an apt entry of $LIST" >&2; exit 2; }; done
+  for n in "$@"; do entries apt | awk '{print $1}' | grep -xF "$n" >/dev/null || { echo "$n is not an apt entry of $LIST" >&2; exit 2; }; done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing from Debian (ci/packages.txt): ${missing[*]}" >&2
     apt-get update -qq >&2

@@ -28,7 +28,7 @@ for tag in "$@"; do
   "$DOCKER" tag "$IMAGE" "$REPO:$tag"
   "$DOCKER" push "$REPO:$tag" >&2
 done
-ref=$("$DOCKER" image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$REPO:$1" | grep "^$REPO@" | head -1)
+ref=$("$DOCKER" image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$REPO:$1" | grep "^$REPO@" | sed -n 1p)
 [ -n "$ref" ] || { echo "no digest recorded for $REPO:$1" >&2; exit 1; }
 echo "$ref"
 if [ -n "${DIGEST_FILE:-}" ]; then echo "$ref" >"$DIGEST_FILE"; fi

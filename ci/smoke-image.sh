@@ -47,8 +47,8 @@ wait_healthy() {
 }
 
 ports() {
-  API=$("$DOCKER" port "$NAME" 8080/tcp | head -1)
-  ADMIN=$("$DOCKER" port "$NAME" 9090/tcp | head -1)
+  API=$("$DOCKER" port "$NAME" 8080/tcp | sed -n 1p)
+  ADMIN=$("$DOCKER" port "$NAME" 9090/tcp | sed -n 1p)
 }
 
 # --- the image itself --------------------------------------------------------

@@ -568,3 +568,37 @@ def test_no_secret_is_passed_on_a_command_line(tmp_path):
                        'curl --data-urlencode "password=$pass" "$url"\n'
                        'printf %s "$REGISTRY_PASSWORD" | docker login --password-stdin r\n')
     assert secrets_on_command_lines([planted]) == ["leaky.sh:1", "leaky.sh:2", "leaky.sh:3", "leaky.sh:4"]
+
+
+# Under `set -o pipefail` a reader that stops early (head, grep -q, grep -m N)
+# makes the writer die of SIGPIPE when it writes after the reader left, and the
+# pipeline then fails with 141 -- depending on timing. FerretDB's `--version |
+# head -3` failed a CI run this way. Readers that read to the end (sed -n 1p,
+# grep >/dev/null) cannot.
+EARLY_CLOSING_READER = re.compile(r"\|\s*(head\b|grep\s+(-\w*[qm]\w*\b|--quiet|--max-count))")
+
+
+def early_closing_pipes(paths):
+    found = []
+    for path in paths:
+        text = path.read_text()
+        if "pipefail" not in text:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.lstrip().startswith("#") and EARLY_CLOSING_READER.search(line):
+                found.append(f"{path.name}:{n}")
+    return found
+
+
+def test_no_pipefail_script_pipes_into_a_reader_that_stops_early(tmp_path):
+    scripts = [f for f in shell_and_task_files() if f.suffix == ".sh" or f.name == "run"]
+    assert any(f.name == "build.sh" and f.parent.name == "ferretdb" for f in scripts)
+    assert early_closing_pipes(scripts) == []
+    planted = tmp_path / "flaky.sh"
+    planted.write_text('set -euo pipefail\n'
+                       '"$out" --version | head -3\n'
+                       'docker port x | grep -q 8080\n'
+                       'ps | grep -m1 host\n'
+                       'ps | grep host >/dev/null\n'
+                       'docker port x | sed -n 1p\n')
+    assert early_closing_pipes([planted]) == ["flaky.sh:2", "flaky.sh:3", "flaky.sh:4"]

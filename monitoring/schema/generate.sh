@@ -16,6 +16,6 @@ pkg=node_modules/@grafana/schema/dist
   --path "$pkg/types/raw/dashboard/x/types.gen.d.ts" --type Dashboard \
   --additional-properties --no-type-check -o "$out/dashboard.schema.json"
 # defaultDashboard's schemaVersion, the one Grafana of this schema writes.
-sed -n 's/^ *schemaVersion: \([0-9][0-9]*\),$/\1/p' "$pkg"/esm/raw/dashboard/x/*.mjs | head -1 >"$out/schema-version"
+sed -n 's/^ *schemaVersion: \([0-9][0-9]*\),$/\1/p' "$pkg"/esm/raw/dashboard/x/*.mjs | sed -n 1p >"$out/schema-version"
 [ -s "$out/schema-version" ] || { echo "no schemaVersion found in @grafana/schema" >&2; exit 1; }
 echo "[grafana-schema] @grafana/schema $(node -p 'require("./node_modules/@grafana/schema/package.json").version'), schemaVersion $(cat "$out/schema-version")" >&2
