@@ -203,9 +203,13 @@ impl Guest for Adapter {
             sort.as_ref(),
             skip,
             doc_query::find_limit(options.limit),
+            Limits::default().max_result_bytes,
             projection.as_ref(),
         )
-        .map_err(corrupt)
+        .map_err(|e| match e {
+            doc_query::SelectError::TooLarge(e) => invalid(e),
+            doc_query::SelectError::Encode(e) => corrupt(e),
+        })
     }
 
     fn count(collection: String, filter: Vec<u8>) -> Result<u64, Error> {

@@ -18,7 +18,7 @@ mod update;
 
 pub use eval::{compare_total, values_equal};
 pub use filter::Filter;
-pub use select::{Window, id_key, select, version_matches};
+pub use select::{SelectError, Window, id_key, select, version_matches};
 pub use update::Update;
 
 use bson::{Bson, Document};
@@ -39,6 +39,10 @@ pub struct Limits {
     pub max_regexes: usize,
     /// Maximum heap the compiled `$regex` patterns of one filter may use together.
     pub max_regex_compiled_bytes: usize,
+    /// Maximum bytes of documents one `find` may hold to answer (its window of
+    /// `skip + limit` candidates): without it, 1,000 documents of 1 MiB each are a
+    /// gigabyte held by the host for one call.
+    pub max_result_bytes: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +54,7 @@ impl Default for Limits {
             max_list_len: 1000,
             max_regexes: 16,
             max_regex_compiled_bytes: 2 << 20,
+            max_result_bytes: 16 << 20,
         }
     }
 }
@@ -63,6 +68,10 @@ pub enum QueryError {
     TooDeep(usize),
     #[error("document is larger than {0} bytes")]
     TooLarge(usize),
+    #[error(
+        "the documents to return are larger than {0} bytes; ask for fewer, or project fewer fields"
+    )]
+    ResultTooLarge(usize),
     #[error("{0}")]
     Invalid(String),
 }

@@ -197,6 +197,7 @@ pub async fn sort_limit_skip_projection(s: &dyn Store) {
             projection: proj.map(|p| Projection::parse(&p).expect("projection")),
             limit,
             skip,
+            ..FindSpec::default()
         };
         async move { s.find(C, &q(doc! {}), &spec).await.expect("find") }
     };
@@ -413,6 +414,64 @@ pub async fn large_documents(s: &dyn Store) {
     assert_eq!(doc_of(&got).get_str("body").expect("body").len(), big.len());
 }
 
+/// Both stores check the document an update produces, as an insert is checked: past
+/// the size limit the update is refused and the stored document is unchanged
+/// (MongoDB by itself would let `$push` grow it to 16 MiB).
+pub async fn updates_past_the_size_limit_change_nothing(s: &dyn Store) {
+    let limits = Limits {
+        max_document_bytes: 4096,
+        ..Limits::default()
+    };
+    s.insert_one(C, doc! {"_id": "grow", "items": []})
+        .await
+        .expect("insert");
+    let push = Change {
+        update: Update::parse(&doc! {"$push": {"items": "x".repeat(1000)}}, &limits)
+            .expect("valid update"),
+    };
+    let mut pushed = 0;
+    let refusal = loop {
+        match s.update_one(C, &q(doc! {"_id": "grow"}), &push, None).await {
+            Ok(_) => pushed += 1,
+            Err(e) => break e,
+        }
+        assert!(pushed <= 8, "the document grew past the 4 KiB limit");
+    };
+    assert!(matches!(refusal, StoreError::Invalid(_)), "{refusal:?}");
+    let stored = s
+        .find_one(C, &q(doc! {"_id": "grow"}))
+        .await
+        .expect("find")
+        .expect("present");
+    assert!(pushed >= 1);
+    assert!(stored.as_bytes().len() <= 4096);
+    let items = doc_of(&stored).get_array("items").expect("items").len();
+    assert_eq!(items, pushed, "the refused update changed the document");
+}
+
+/// A find holds at most its byte budget of documents: past it the call fails
+/// `invalid` (the caller asks for fewer) instead of the host buffering them.
+pub async fn a_find_stops_at_its_byte_budget(s: &dyn Store) {
+    for i in 0..8 {
+        s.insert_one(C, doc! {"_id": i, "pad": "x".repeat(10_000)})
+            .await
+            .expect("insert");
+    }
+    let spec = |limit| FindSpec {
+        sort: Some(Sort::parse(&doc! {"_id": -1}).expect("sort")),
+        limit,
+        max_bytes: 50_000,
+        ..FindSpec::default()
+    };
+    let all = s.find(C, &q(doc! {}), &spec(8)).await;
+    assert!(matches!(all, Err(StoreError::Invalid(_))), "{all:?}");
+    let page = s
+        .find(C, &q(doc! {}), &spec(4))
+        .await
+        .expect("a page within budget");
+    assert_eq!(ids(&page), [7, 6, 5, 4]);
+}
+
 /// Single-document atomicity, which optimistic concurrency relies on: concurrent
 /// version-checked writes have one winner per version, unconditional `$inc`s all
 /// count. Known deviation: FerretDB 1.24 with SQLite applies updates outside a
@@ -506,6 +565,8 @@ macro_rules! suite {
             suite!(@case $harness, versioned_updates $(, #[$attr])?);
             suite!(@case $harness, delete_and_not_found $(, #[$attr])?);
             suite!(@case $harness, large_documents $(, #[$attr])?);
+            suite!(@case $harness, updates_past_the_size_limit_change_nothing $(, #[$attr])?);
+            suite!(@case $harness, a_find_stops_at_its_byte_budget $(, #[$attr])?);
             suite!(@case $harness, empty_collection $(, #[$attr])?);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

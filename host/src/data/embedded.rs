@@ -294,9 +294,19 @@ impl Store for EmbeddedStore {
         let (q, spec) = (q.clone(), spec.clone());
         let selected = self
             .read_scan(coll, Vec::new(), move |t, stop| {
-                let mut window = doc_query::Window::new(spec.sort.as_ref(), spec.skip, spec.limit);
+                let mut window = doc_query::Window::new(
+                    spec.sort.as_ref(),
+                    spec.skip,
+                    spec.limit,
+                    spec.max_bytes,
+                );
                 each_match(t, &q, stop, |doc, bytes| window.offer(doc, bytes))?;
-                window.finish(spec.projection.as_ref()).map_err(internal)
+                window
+                    .finish(spec.projection.as_ref())
+                    .map_err(|e| match e {
+                        doc_query::SelectError::TooLarge(e) => e.into(),
+                        doc_query::SelectError::Encode(e) => internal(e),
+                    })
             })
             .await?;
         selected.into_iter().map(raw).collect()

@@ -53,12 +53,28 @@ pub struct Change {
 }
 
 /// Validated `find` options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FindSpec {
     pub sort: Option<Sort>,
     pub projection: Option<Projection>,
     pub limit: u32,
     pub skip: u32,
+    /// Bytes of stored documents the store may hold to answer; past it the call
+    /// fails `invalid` instead of the host buffering them (see
+    /// [`Limits::max_result_bytes`]).
+    pub max_bytes: usize,
+}
+
+impl Default for FindSpec {
+    fn default() -> Self {
+        Self {
+            sort: None,
+            projection: None,
+            limit: 0,
+            skip: 0,
+            max_bytes: Limits::default().max_result_bytes,
+        }
+    }
 }
 
 /// Why a store operation failed. `Internal`'s text is for logs only.
@@ -303,6 +319,7 @@ impl DocumentsHost for DocumentsCtx {
             projection,
             limit: doc_query::find_limit(options.limit),
             skip,
+            max_bytes: self.config.limits.max_result_bytes,
         };
         let store = self.config.store.clone();
         let docs = self

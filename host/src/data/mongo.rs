@@ -301,8 +301,22 @@ impl Store for MongoStore {
         if let Some(p) = &spec.projection {
             find = find.projection(p.to_document());
         }
-        self.bounded(async { find.await?.try_collect::<Vec<_>>().await })
-            .await
+        // Streamed and counted: documents may reach MongoDB's 16 MiB each, and a
+        // thousand of them must not be buffered for one call.
+        let budget = spec.max_bytes;
+        self.bounded(async {
+            let mut cursor = find.await?;
+            let (mut docs, mut held) = (Vec::new(), 0usize);
+            while let Some(doc) = cursor.try_next().await? {
+                held = held.saturating_add(doc.as_bytes().len());
+                if held > budget {
+                    return Ok(Err(doc_query::QueryError::ResultTooLarge(budget).into()));
+                }
+                docs.push(doc);
+            }
+            Ok(Ok(docs))
+        })
+        .await?
     }
 
     async fn count(&self, coll: &str, q: &Query) -> Result<u64, StoreError> {
@@ -322,6 +336,23 @@ impl Store for MongoStore {
         change: &Change,
         expected_version: Option<i64>,
     ) -> Result<RawDocumentBuf, StoreError> {
+        // MongoDB applies the update itself, so the document it would produce is
+        // first computed here, on the current copy, and checked as the embedded store
+        // checks it (size, depth, names): an update that would take a document past
+        // the limits is refused and changes nothing, instead of `$push` growing it to
+        // MongoDB's 16 MiB. Only a concurrent update between this read and the write
+        // below can add to what was checked: one update's worth per racing writer.
+        let Some(current) = self.find_one(coll, q).await? else {
+            return Err(StoreError::NotFound);
+        };
+        let mut after =
+            Document::try_from(current).map_err(|e| StoreError::Internal(e.to_string()))?;
+        if let Some(v) = expected_version
+            && !doc_query::version_matches(&after, v)
+        {
+            return Err(StoreError::Conflict("version mismatch".into()));
+        }
+        change.update.apply(&mut after)?;
         let filter = match expected_version {
             Some(v) => with_version(&q.filter.to_document(), v),
             None => q.filter.to_document(),
