@@ -4,7 +4,7 @@ use crate::app::data::documents::Error as DataError;
 use crate::cursor::{Cursor, SortField};
 use crate::data;
 use crate::problem::{FieldError, FieldErrors, Kind, Problem, shorten};
-use crate::task::{Fields, IfMatch, Task, if_match, if_none_match};
+use crate::task::{Fields, IfMatch, Precondition, Task, if_none_match};
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Method, Request, Response};
@@ -214,7 +214,10 @@ fn parse_list_query(query: &str) -> Result<ListQuery, Problem> {
                 "status",
                 "must be one of todo, doing, done",
             )),
-            "tag" if !v.trim().is_empty() && v.chars().count() <= crate::task::TAG_MAX_CHARS => {
+            "tag"
+                if !crate::task::is_blank(&v)
+                    && v.chars().count() <= crate::task::TAG_MAX_CHARS =>
+            {
                 q.filter.push(doc! {"tags": v.as_ref()});
             }
             "tag" => errors.push(FieldError::new("tag", "must be 1-32 characters")),
@@ -242,14 +245,12 @@ fn parse_list_query(query: &str) -> Result<ListQuery, Problem> {
             },
             _ => match Cursor::decode(&v) {
                 Some(c) => q.cursor = Some(c),
-                None => errors.push(FieldError::new("cursor", "is not a cursor this API issued")),
+                None => errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor: pass the previous page's next_cursor unchanged",
+                )),
             },
         }
-    }
-    if let Some(c) = &q.cursor
-        && (c.sort, c.desc) != (q.sort, q.desc)
-    {
-        errors.push(FieldError::new("cursor", "was issued for a different sort"));
     }
     if errors.is_empty() {
         Ok(q)
@@ -274,7 +275,7 @@ pub fn regex_escape(s: &str) -> String {
 fn list(req: &Request) -> Outcome {
     let mut q = parse_list_query(req.query())?;
     if let Some(c) = &q.cursor {
-        q.filter.push(c.filter());
+        q.filter.push(c.filter(q.sort, q.desc));
     }
     let filter = match q.filter.len() {
         0 => Document::new(),
@@ -289,7 +290,7 @@ fn list(req: &Request) -> Outcome {
     docs.truncate(q.limit as usize);
     let next = if more {
         docs.last()
-            .and_then(|d| Cursor::after(q.sort, q.desc, d))
+            .and_then(|d| Cursor::after(q.sort, d))
             .map(|c| c.encode())
     } else {
         None
@@ -304,8 +305,27 @@ fn list(req: &Request) -> Outcome {
     ))
 }
 
+/// `If-Match`, parsed before anything is read or written: a malformed one is the
+/// client's error whatever the task's state (400, where a stale one is 412).
+fn if_match_header(req: &Request) -> Result<Option<Precondition>, Problem> {
+    let Some(value) = req.header("if-match") else {
+        return Ok(None);
+    };
+    value
+        .as_str()
+        .and_then(Precondition::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            Problem::new(
+                Kind::InvalidHeader,
+                "If-Match must be * or a comma-separated list of entity tags such as \"v3\"",
+            )
+        })
+}
+
 fn patch(req: &Request, id: &str) -> Outcome {
     require_media_type(req, &["application/merge-patch+json", "application/json"])?;
+    let if_match = if_match_header(req)?;
     let id = parse_id(id)?;
     let body = json_object(req)?;
     let Some(d) = data::find_one(&data::id_filter(&id))? else {
@@ -318,7 +338,7 @@ fn patch(req: &Request, id: &str) -> Outcome {
     // An invalid patch is refused before If-Match is looked at: re-reading the
     // task would not make it valid, so the client learns what to fix first.
     let fields = current.merge_patch(&body).map_err(Problem::validation)?;
-    let precondition = header(req, "if-match").map(|h| if_match(h, current.version));
+    let precondition = if_match.map(|p| p.check(current.version));
     if precondition == Some(IfMatch::Stale) {
         return Err(stale(current.version));
     }
@@ -350,14 +370,15 @@ fn stale(current: i64) -> Problem {
 }
 
 fn delete(req: &Request, id: &str) -> Outcome {
+    let if_match = if_match_header(req)?;
     let id = parse_id(id)?;
     let mut filter = data::id_filter(&id);
-    if let Some(h) = header(req, "if-match") {
+    if let Some(precondition) = if_match {
         let Some(d) = data::find_one(&filter)? else {
             return Err(Problem::new(Kind::NotFound, "no such task"));
         };
         let current = stored_task(&d)?;
-        match if_match(h, current.version) {
+        match precondition.check(current.version) {
             IfMatch::Stale => return Err(stale(current.version)),
             // `*`: it exists; the delete below needs no version.
             IfMatch::Any => {}

@@ -12,6 +12,7 @@ pub enum Kind {
     Validation,
     InvalidJson,
     InvalidQuery,
+    InvalidHeader,
     NotFound,
     MethodNotAllowed,
     UnsupportedMediaType,
@@ -24,7 +25,7 @@ pub enum Kind {
 impl Kind {
     pub fn status(self) -> u16 {
         match self {
-            Kind::Validation | Kind::InvalidJson | Kind::InvalidQuery => 400,
+            Kind::Validation | Kind::InvalidJson | Kind::InvalidQuery | Kind::InvalidHeader => 400,
             Kind::NotFound => 404,
             Kind::MethodNotAllowed => 405,
             Kind::Conflict => 409,
@@ -40,6 +41,7 @@ impl Kind {
             Kind::Validation => "validation-error",
             Kind::InvalidJson => "invalid-json",
             Kind::InvalidQuery => "invalid-query",
+            Kind::InvalidHeader => "invalid-header",
             Kind::NotFound => "not-found",
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::UnsupportedMediaType => "unsupported-media-type",
@@ -55,6 +57,7 @@ impl Kind {
             Kind::Validation => "The request body failed validation",
             Kind::InvalidJson => "The request body is not valid JSON",
             Kind::InvalidQuery => "The query string is invalid",
+            Kind::InvalidHeader => "A request header is malformed",
             Kind::NotFound => "No such resource",
             Kind::MethodNotAllowed => "Method not allowed on this resource",
             Kind::UnsupportedMediaType => "Unsupported media type",

@@ -328,16 +328,66 @@ pub enum IfMatch {
     Stale,
 }
 
-/// `If-Match` uses the strong comparison (RFC 9110, 13.1.1): a weak tag never matches.
-pub fn if_match(header: &str, version: i64) -> IfMatch {
-    let want = etag(version);
-    let tags = || header.split(',').map(str::trim);
-    if tags().any(|t| t == "*") {
-        IfMatch::Any
-    } else if tags().any(|t| t == want) {
-        IfMatch::Current
-    } else {
-        IfMatch::Stale
+/// An `If-Match` field value (RFC 9110, 13.1.1): `*`, or a comma-separated list of
+/// entity tags (`"v3"`, `W/"v3"`), with optional spaces and tabs around each.
+/// Exactly the language of the OpenAPI document's pattern for the header, so what
+/// the contract calls malformed is what the API answers 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    Any,
+    Tags(Vec<String>),
+}
+
+impl Precondition {
+    /// `None` when the value is not `*` or a list of entity tags (an empty value,
+    /// a bare word, `"v1", *`, an unterminated quote, a control character...).
+    pub fn parse(value: &str) -> Option<Self> {
+        let ows = |b: &[u8], mut i: usize| {
+            while matches!(b.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            i
+        };
+        let b = value.as_bytes();
+        let mut i = ows(b, 0);
+        if b.get(i) == Some(&b'*') && ows(b, i + 1) == b.len() {
+            return Some(Self::Any);
+        }
+        let mut tags = Vec::new();
+        loop {
+            let start = i;
+            if b[i..].starts_with(b"W/") {
+                i += 2;
+            }
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            i += 1;
+            // etagc: %x21 / %x23-7E (obs-text is not accepted).
+            while matches!(b.get(i), Some(&c) if c == 0x21 || (0x23..=0x7e).contains(&c)) {
+                i += 1;
+            }
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            i += 1;
+            tags.push(value[start..i].to_owned());
+            i = ows(b, i);
+            match b.get(i) {
+                None => return Some(Self::Tags(tags)),
+                Some(b',') => i = ows(b, i + 1),
+                Some(_) => return None,
+            }
+        }
+    }
+
+    /// Strong comparison (RFC 9110, 13.1.1): a weak tag never matches.
+    pub fn check(&self, version: i64) -> IfMatch {
+        match self {
+            Self::Any => IfMatch::Any,
+            Self::Tags(tags) if tags.contains(&etag(version)) => IfMatch::Current,
+            Self::Tags(_) => IfMatch::Stale,
+        }
     }
 }
 
@@ -345,7 +395,7 @@ pub fn if_match(header: &str, version: i64) -> IfMatch {
 /// whitespace (JSON Schema patterns are ECMA-262 regexes). Rust's `trim` uses
 /// Unicode's White_Space, which also counts U+0085 (NEL) but not U+FEFF, so a
 /// title of two NELs was schema-valid yet refused (found by schemathesis).
-fn is_blank(s: &str) -> bool {
+pub(crate) fn is_blank(s: &str) -> bool {
     s.chars().all(|c| {
         matches!(
             c,
@@ -452,10 +502,38 @@ mod tests {
         assert!(if_none_match("\"v1\", W/\"v3\"", 3));
         assert!(if_none_match("*", 3));
         assert!(!if_none_match("\"v2\"", 3));
-        assert_eq!(if_match("\"v3\"", 3), IfMatch::Current);
-        assert_eq!(if_match("W/\"v3\"", 3), IfMatch::Stale, "strong comparison");
-        assert_eq!(if_match("\"v1\", *", 3), IfMatch::Any);
-        assert_eq!(if_match("\"v2\"", 3), IfMatch::Stale);
+        let if_match = |h: &str, v| Precondition::parse(h).map(|p| p.check(v));
+        assert_eq!(if_match("\"v3\"", 3), Some(IfMatch::Current));
+        assert_eq!(if_match(" \"v1\" ,\t\"v3\" ", 3), Some(IfMatch::Current));
+        assert_eq!(
+            if_match("W/\"v3\"", 3),
+            Some(IfMatch::Stale),
+            "strong comparison"
+        );
+        assert_eq!(if_match("\"v2\"", 3), Some(IfMatch::Stale));
+        assert_eq!(
+            if_match("\"a,b\", \"\"", 3),
+            Some(IfMatch::Stale),
+            "a comma inside a tag"
+        );
+        assert_eq!(if_match(" * ", 3), Some(IfMatch::Any));
+        for malformed in [
+            "",
+            " ",
+            "v3",
+            "\"v3",
+            "\"v1\", *",
+            "*, \"v3\"",
+            "\"v1\",",
+            ",\"v1\"",
+            "\"v1\" \"v3\"",
+            "w/\"v3\"",
+            "\"v\u{e9}\"",
+            "\"v\u{7f}\"",
+            "**",
+        ] {
+            assert_eq!(if_match(malformed, 3), None, "{malformed:?}");
+        }
     }
 
     #[test]

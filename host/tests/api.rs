@@ -112,6 +112,29 @@ async fn conditional_requests() {
     let p = problem(patch("\"v1\"", "").await.unwrap(), 400).await;
     assert_eq!(p["type"], "/problems/validation-error");
     assert_eq!(patch("*", "any version").await.unwrap().status(), 200);
+    // A malformed If-Match is the client's error, whatever the task's state: 400,
+    // where a well-formed stale one is 412, and nothing is written.
+    for malformed in ["", "v3", "\"v3", "\"v3\", *", "\"v3\" \"v4\""] {
+        let r = c
+            .patch(&url)
+            .header("content-type", "application/merge-patch+json")
+            .header("if-match", malformed)
+            .body(json!({"title": "malformed"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let p = problem(r, 400).await;
+        assert_eq!(p["type"], "/problems/invalid-header", "{malformed:?}");
+        let r = c
+            .delete(&url)
+            .header("if-match", malformed)
+            .send()
+            .await
+            .unwrap();
+        problem(r, 400).await;
+    }
+    let got: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["title"], "any version");
 
     problem(
         c.delete(&url)
@@ -231,25 +254,44 @@ async fn pagination_filters_and_search() {
         "`.*` must not match everything"
     );
 
-    // A cursor only works with the sort it was issued for, and must be ours.
+    // A cursor is a position (the last item's sort value and id) read in the
+    // request's order: any string of its documented shape is one, anything else is
+    // a 400. With the sort that issued it, the next page starts right after it.
     let first: Value = get_json(&c, &s, "/api/tasks?limit=2&sort=priority").await;
     let cur = first["next_cursor"].as_str().unwrap();
-    problem(
-        c.get(s.url(&format!("/api/tasks?sort=due&cursor={cur}")))
-            .send()
-            .await
-            .unwrap(),
-        400,
+    let (value, last_id) = cur.split_once('.').unwrap();
+    assert_eq!(value, first["items"][1]["priority"].to_string());
+    assert_eq!(last_id, first["items"][1]["id"].as_str().unwrap());
+    let next: Value = get_json(
+        &c,
+        &s,
+        &format!("/api/tasks?limit=1&sort=priority&cursor={cur}"),
     )
     .await;
-    problem(
-        c.get(s.url("/api/tasks?cursor=not-a-cursor"))
-            .send()
-            .await
-            .unwrap(),
-        400,
+    assert_ne!(next["items"][0]["id"], first["items"][1]["id"]);
+    assert!(next["items"][0]["priority"].as_i64() >= first["items"][1]["priority"].as_i64());
+    let beyond: Value = get_json(
+        &c,
+        &s,
+        "/api/tasks?sort=priority&cursor=999.ffffffffffffffffffffffff",
     )
     .await;
+    assert_eq!(beyond, json!({"items": [], "next_cursor": null}));
+    for bad in [
+        "not-a-cursor",
+        "5.65A1B2C3D4E5F60718293A4B",
+        "1234567890123456789.65a1b2c3d4e5f60718293a4b",
+    ] {
+        let p = problem(
+            c.get(s.url(&format!("/api/tasks?cursor={bad}")))
+                .send()
+                .await
+                .unwrap(),
+            400,
+        )
+        .await;
+        assert_eq!(p["type"], "/problems/invalid-query", "{bad}");
+    }
 }
 
 #[tokio::test]
