@@ -5,8 +5,9 @@ field validation, the CRDs' own schemas). kwok plays the kubelet, so pods reach
 Running and Ready without containers: probes and the image are proven by the
 container smoke test, not here.
 
-Needs K8S_LIVE_KUBECONFIG (and KUBECTL, the kubectl built with the server);
-skipped without it, and .ci/run fails if anything here is skipped."""
+Needs K8S_LIVE_KUBECONFIG (and KUBECTL, the kubectl built with the server) and
+K8S_DEPLOYER_KUBECONFIG (ci/deployer-kubeconfig.sh's output, CD's identity);
+skipped without them, and .ci/run fails if anything here is skipped."""
 
 import copy
 import json
@@ -21,9 +22,11 @@ import yaml
 K8S = pathlib.Path(__file__).resolve().parents[1]
 ROOT = K8S.parent
 KUBECONFIG = os.environ.get("K8S_LIVE_KUBECONFIG")
+DEPLOYER_KUBECONFIG = os.environ.get("K8S_DEPLOYER_KUBECONFIG")
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 
-pytestmark = pytest.mark.skipif(not KUBECONFIG, reason="no live cluster (K8S_LIVE_KUBECONFIG unset)")
+pytestmark = pytest.mark.skipif(not (KUBECONFIG and DEPLOYER_KUBECONFIG),
+                                reason="no live cluster (K8S_LIVE_KUBECONFIG or K8S_DEPLOYER_KUBECONFIG unset)")
 
 
 def kubectl(*args, stdin=None, check=True):
@@ -128,9 +131,14 @@ def test_deploy_of_a_root_container_is_refused_and_changes_nothing(tmp_path):
     overlay = tmp_path / "root-overlay"
     overlay.mkdir()
     shutil.copytree(K8S, tmp_path / "k8s", ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    # The running digest, as every operator deploy after CD's first roll carries
+    # (another one is a conflict over the image, tested below).
+    image = get("deployment", "tasks-api", "-n", "tasks-api")["spec"]["template"]["spec"]["containers"][0]["image"]
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": ["../k8s/overlays/production"],
+        "images": [{"name": "registry.example.com/tasks-api", "newName": image.split("@")[0],
+                    "digest": image.split("@")[1]}],
         "patches": [{"target": {"kind": "Deployment", "name": "tasks-api"}, "patch": yaml.safe_dump([
             {"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/runAsUser", "value": 0},
             {"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/runAsNonRoot", "value": False},
@@ -200,3 +208,63 @@ def test_crd_schemas_reject_broken_objects(case):
     breakage(d)
     err = apply_refused(d, "--dry-run=server")
     assert expected in err, err
+
+
+def as_deployer(*args, stdin=None):
+    """kubectl with CD's kubeconfig only (the tasks-api-deployer ServiceAccount)."""
+    return subprocess.run([KUBECTL, "--kubeconfig", DEPLOYER_KUBECONFIG, *args], input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cd_identity_is_the_deployer_service_account_not_an_admin():
+    config = yaml.safe_load(pathlib.Path(DEPLOYER_KUBECONFIG).read_text())
+    (user,) = config["users"]
+    assert set(user["user"]) == {"token"}, "no client certificate, no exec plugin: a ServiceAccount token"
+    r = as_deployer("auth", "whoami", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["status"]["userInfo"]["username"] == "system:serviceaccount:tasks-api:tasks-api-deployer"
+
+
+def test_cd_can_roll_the_image_and_nothing_else():
+    """What the Jenkinsfile's Deploy stage needs works (.ci/run rolled the image with
+    this kubeconfig before these checks); everything else is refused by the API
+    server itself, not just by `auth can-i`."""
+    live = get("deployment", "tasks-api", "-n", "tasks-api")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@sha256:" + "d2" * 32)
+    r = as_deployer("rollout", "status", "deployment/tasks-api", "-n", "tasks-api", "--timeout", "30s")
+    assert r.returncode == 0, r.stderr
+    refused = {
+        "read the app's Secrets": ["get", "secrets", "-n", "tasks-api"],
+        "read another namespace's Secrets": ["get", "secrets", "-n", "sonarqube"],
+        "read the app's ConfigMaps": ["get", "configmaps", "-n", "tasks-api"],
+        "exec into a pod": ["exec", "-n", "tasks-api", "deployment/tasks-api", "--", "true"],
+        "create a Deployment": ["create", "deployment", "rogue", "-n", "tasks-api", "--image", "busybox"],
+        "scale the Deployment": ["scale", "deployment/tasks-api", "-n", "tasks-api", "--replicas", "0"],
+        "patch another namespace's workload": ["set", "image", "statefulset/sonarqube", "-n", "sonarqube",
+                                               "sonarqube=busybox"],
+        "create a ClusterRole": ["create", "clusterrole", "rogue", "--verb", "get", "--resource", "secrets"],
+        "bind itself to cluster-admin": ["create", "rolebinding", "rogue", "-n", "tasks-api",
+                                         "--clusterrole", "cluster-admin",
+                                         "--serviceaccount", "tasks-api:tasks-api-deployer"],
+        "delete the namespace": ["delete", "namespace", "tasks-api", "--wait=false"],
+    }
+    allowed = {what: r.stdout for what, args in refused.items() if (r := as_deployer(*args)).returncode == 0}
+    assert allowed == {}, f"the deployer could: {sorted(allowed)}"
+    for what, args in refused.items():
+        r = as_deployer(*args)
+        assert "forbidden" in r.stderr.lower(), f"{what}: {r.stderr}"
+
+
+def test_an_operator_deploy_of_another_image_than_cd_rolled_is_refused_and_changes_nothing():
+    """CD owns the image field once it has rolled one; the operator's manifests
+    carry the running digest (docs/kubernetes.md). Another digest is a conflict
+    between the two, which the server-side dry run of ci/deploy.sh catches."""
+    live = get("deployment", "tasks-api", "-n", "tasks-api")
+    before = live["metadata"]["resourceVersion"]
+    other = "docker.io/example/tasks-api@sha256:" + "e3" * 32
+    r = subprocess.run(["bash", str(ROOT / "ci" / "deploy-image.sh"), other, "k8s/overlays/production", "60s"],
+                       env={**os.environ, "KUBECONFIG": KUBECONFIG, "KUBECTL": KUBECTL},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "conflict" in r.stderr.lower(), r.stderr
+    assert get("deployment", "tasks-api", "-n", "tasks-api")["metadata"]["resourceVersion"] == before

@@ -17,7 +17,7 @@ import yaml
 
 K8S = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
-TARGETS = ["base", "overlays/minikube", "overlays/production", "sonarqube", "argocd"]
+TARGETS = ["base", "overlays/minikube", "overlays/production", "sonarqube", "argocd", "deployer"]
 # argocd/ holds only CRD objects (checked by the API server in test_cluster.py).
 BUILTIN_TARGETS = [t for t in TARGETS if t != "argocd"]
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
