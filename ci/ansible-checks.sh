@@ -176,6 +176,11 @@ print("Secrets rendered from the vault: mongodb-auth, tasks-api-mongodb (values 
 ' "$mongo_pw"
   "$KUBECTL" get deployment/tasks-api statefulset/mongodb -n tasks-api
   "$KUBECTL" get statefulset/sonarqube -n sonarqube
+  # The kubeconfig the role wrote for Jenkins is the deployer ServiceAccount's.
+  who=$("$KUBECTL" --kubeconfig "$ANSIBLE_CI_BUILD_DIR/deployer.kubeconfig" auth whoami -o jsonpath='{.status.userInfo.username}')
+  [ "$who" = system:serviceaccount:tasks-api:tasks-api-deployer ] || { echo "Jenkins' kubeconfig is $who's" >&2; exit 1; }
+  [ "$(stat -c %a "$ANSIBLE_CI_BUILD_DIR/deployer.kubeconfig")" = 600 ] || { echo "the deployer kubeconfig is not 0600" >&2; exit 1; }
+  echo "Jenkins' kubeconfig: $who, 0600"
   ;;
 
 *) sed -n '2,15p' "$0" >&2; exit 2 ;;

@@ -26,6 +26,7 @@ done
 [ -n "$token" ] || { echo "secret $NS/$SECRET has no token: apply k8s/deployer first" >&2; exit 1; }
 ca=$("$KUBECTL" get secret "$SECRET" -n "$NS" -o jsonpath='{.data.ca\.crt}')
 umask 077
+mkdir -p "$(dirname "$out")"
 # Written by hand, not with `kubectl config set-credentials --token`, which
 # would put the token on a command line.
 cat >"$out" <<YAML
