@@ -119,6 +119,69 @@ def test_every_secret_and_credential_is_documented():
     assert not undocumented, f"JCasC inputs not documented in docs/cicd.md: {undocumented}"
 
 
+def jcasc_secret_names(casc):
+    """The ${NAME}s JCasC puts into a credential's secret or a user's password."""
+    names = set()
+
+    def walk(node, key=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and key in ("password", "secret", "privateKey", "secretBytes"):
+            names.update(re.findall(r"\$\{([A-Z][A-Z0-9_]+)\}", node))
+
+    walk(casc)
+    return names
+
+
+def secrets_given_as_environment(casc, compose, jenkins_tasks, jenkins_defaults):
+    """Where a JCasC secret would reach the controller as an environment variable
+    (visible to `docker inspect`, inherited by every child) or not as a file."""
+    secrets = jcasc_secret_names(casc)
+    problems = []
+    service = compose["services"]["jenkins"]
+    env = {e.split("=", 1)[0] for e in service.get("environment", [])}
+    problems += [f"compose: {n} in environment" for n in sorted(secrets & env)]
+    problems += [f"compose: {n} not a secret file" for n in sorted(secrets - set(service.get("secrets", [])))]
+    (container,) = [t for t in jenkins_tasks if "community.docker.docker_container" in t
+                    and "controller" in t["name"]]
+    role_env = set(container["community.docker.docker_container"].get("env", {}))
+    problems += [f"ansible: {n} in env" for n in sorted(secrets & role_env)]
+    files = set(jenkins_defaults.get("jenkins_secret_files", {}))
+    problems += [f"ansible: {n} not a secret file" for n in sorted(secrets - files)]
+    return problems
+
+
+def test_jenkins_gets_every_secret_as_a_file_never_as_an_environment_variable():
+    casc = yaml.safe_load((ROOT / "jenkins" / "casc" / "jenkins.yaml").read_text())
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    tasks = yaml.safe_load((ROOT / "ansible" / "roles" / "jenkins" / "tasks" / "main.yml").read_text())
+    defaults = yaml.safe_load((ROOT / "ansible" / "roles" / "jenkins" / "defaults" / "main.yml").read_text())
+    assert {"JENKINS_ADMIN_PASSWORD", "SONAR_TOKEN", "SONAR_WEBHOOK_SECRET", "GITHUB_TOKEN"} <= jcasc_secret_names(casc)
+    assert secrets_given_as_environment(casc, compose, tasks, defaults) == []
+    # The way it was: tokens in the containers' environment.
+    leaky = copy.deepcopy(compose)
+    leaky["services"]["jenkins"]["environment"].append("SONAR_TOKEN")
+    leaky["services"]["jenkins"]["secrets"].remove("SONAR_TOKEN")
+    leaky_tasks = copy.deepcopy(tasks)
+    (c,) = [t for t in leaky_tasks if "community.docker.docker_container" in t and "controller" in t["name"]]
+    c["community.docker.docker_container"]["env"]["GITHUB_TOKEN"] = "{{ jenkins_github_token }}"
+    assert secrets_given_as_environment(casc, leaky, leaky_tasks, defaults) == [
+        "compose: SONAR_TOKEN in environment", "compose: SONAR_TOKEN not a secret file", "ansible: GITHUB_TOKEN in env"]
+
+
+def test_the_quality_gate_webhook_is_signed():
+    casc = yaml.safe_load((ROOT / "jenkins" / "casc" / "jenkins.yaml").read_text())
+    (sonar,) = casc["unclassified"]["sonarGlobalConfiguration"]["installations"]
+    secret_id = sonar["webhookSecretId"]
+    assert secret_id, "an unsigned webhook lets anyone who reaches Jenkins forge a passing gate"
+    creds = [c for d in casc["credentials"]["system"]["domainCredentials"] for c in d["credentials"]]
+    assert any(next(iter(c.values())).get("id") == secret_id for c in creds), f"{secret_id} is not a credential"
+
+
 # --- workflows -----------------------------------------------------------------
 
 def workflow_problems(wf):
