@@ -18,7 +18,9 @@ PROJECT=tasks-ci-$$
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 API_PORT=$(free_port) ADMIN_PORT=$(free_port) PROMETHEUS_PORT=$(free_port) GRAFANA_PORT=$(free_port)
 export TASKS_API_IMAGE=$IMAGE API_PORT ADMIN_PORT PROMETHEUS_PORT GRAFANA_PORT
-COMPOSE=(docker-compose --env-file .env.example -p "$PROJECT" -f compose.yaml -f ci/compose.standins.yaml)
+# `docker compose`, the plugin the README's commands use (tools/compose/build.sh).
+bash tools/compose/build.sh >/dev/null
+COMPOSE=("$DOCKER" compose --env-file .env.example -p "$PROJECT" -f compose.yaml -f ci/compose.standins.yaml)
 
 fail() {
   echo "FAIL: $*" >&2
@@ -29,7 +31,8 @@ cleanup() { "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 # The stack's own file must be clean as written (with the example .env).
-docker-compose --env-file .env.example -f compose.yaml config -q
+"$DOCKER" compose --env-file .env.example -f compose.yaml config -q
+"$DOCKER" compose --env-file .env.example -f compose.yaml --profile ci config -q
 
 # Stand-in images, rebuilt only when missing.
 if ! "$DOCKER" image inspect tasks-ci/ferretdb:1.24.2 >/dev/null 2>&1; then

@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ci/packages.sh install docker-compose debootstrap
+ci/packages.sh install debootstrap
 
 step "lint: hadolint, checkov"
 "$VENV/bin/hadolint" Dockerfile ci/standins/*.Dockerfile

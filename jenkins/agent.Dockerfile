@@ -42,12 +42,12 @@ ENV RUSTUP_HOME=/opt/rust/rustup CARGO_HOME=/opt/rust/cargo PATH="/opt/rust/carg
 RUN install -d -o 1000 -g 1000 /opt/rust
 USER 1000
 # The pinned toolchain with its wasm target and llvm-tools (cargo-llvm-cov).
-# rustup-init from the versioned archive, checked against a hash pinned here (the
-# one rust-lang/docker-rust pins for rustup 1.26.0 on x86_64), not against one
-# fetched from the same server; the installer only fetches the toolchain, which
-# rustup verifies itself.
-ARG RUSTUP_VERSION=1.26.0
-ARG RUSTUP_SHA256=0b2f6c8f85a3d02fde2efc0ced4657869d73fccfce59defb4e8d29233116e6db
+# rustup-init from the versioned archive, checked against a hash pinned here, not
+# one fetched from the same server: the version and sha256 of ci/packages.txt,
+# which .ci/run installs with (a test keeps them equal). The installer then
+# fetches the toolchain, which rustup verifies itself.
+ARG RUSTUP_VERSION=1.29.0
+ARG RUSTUP_SHA256=4acc9acc76d5079515b46346a485974457b5a79893cfb01112423c89aeb5aa10
 RUN curl -fsSLo /tmp/rustup-init "https://static.rust-lang.org/rustup/archive/${RUSTUP_VERSION}/x86_64-unknown-linux-gnu/rustup-init" \
  && echo "${RUSTUP_SHA256}  /tmp/rustup-init" | sha256sum -c - \
  && chmod +x /tmp/rustup-init \

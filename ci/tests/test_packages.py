@@ -261,10 +261,17 @@ def test_versions_agree_with_their_other_pins():
     dockerfile = (ROOT / "Dockerfile").read_text()
     auditable = re.search(r"--version (\S+) cargo-auditable", dockerfile).group(1)
     assert entries["cargo"]["cargo-auditable"]["version"] == auditable
+    # The Jenkins agent installs rustup with the same installer CI does.
+    agent = (ROOT / "jenkins" / "agent.Dockerfile").read_text()
+    assert f"ARG RUSTUP_VERSION={entries['rustup']['rustup-init']['version']}\n" in agent
+    assert f"ARG RUSTUP_SHA256={entries['rustup']['rustup-init']['sha256']}\n" in agent
     channel = re.search(r'channel = "([^"]+)"', (ROOT / "rust-toolchain.toml").read_text()).group(1)
     assert channel, "rust-toolchain.toml pins the toolchain rustup installs"
     k8s_build = (ROOT / "tools" / "k8s" / "build.sh").read_text()
     assert f"KUBE_VERSION={entries['built']['tools/k8s/build.sh']['version']}" in k8s_build
+    compose_version = entries['built']['tools/compose/build.sh']['version']
+    assert f"VERSION={compose_version}\n" in (ROOT / "tools" / "compose" / "build.sh").read_text()
+    assert f"github.com/docker/compose/v5 {compose_version}\n" in (ROOT / "tools" / "compose" / "go.mod").read_text()
     ferret = (ROOT / "tools" / "ferretdb" / "go.mod").read_text()
     assert f"github.com/FerretDB/FerretDB {entries['built']['tools/ferretdb/build.sh']['version']}" in ferret
     for kind in ("maven",):
