@@ -56,14 +56,25 @@ pub struct AppState {
 
 /// The API router. Tests drive it without a socket (`tower::ServiceExt::oneshot`).
 pub fn app(state: AppState) -> Router {
+    app_with(state, std::convert::identity)
+}
+
+/// [`app`] with more routes behind the same middleware: `main` adds the
+/// benchmark's native baseline this way, so this module never depends on it.
+pub fn app_with(
+    state: AppState,
+    extra: impl FnOnce(Router<AppState>) -> Router<AppState>,
+) -> Router {
+    for reason in Refusal::ALL {
+        // Counters start at 0 for each known label, so that rate() sees the first
+        // increment and an alert fires on the first burst.
+        state.metrics.rejected.with_label_values(&[reason.label()]);
+    }
     let mut router = Router::new();
     for route in ROUTES {
         router = router.route(route, any(forward));
     }
-    if state.bench_store.is_some() {
-        router = crate::bench_native::routes(router);
-    }
-    router
+    extra(router)
         .fallback(forward)
         .with_state(state)
         .layer(
@@ -190,7 +201,7 @@ async fn handle(s: &AppState, req: Request) -> Response {
     let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
         return retry_later(
             s,
-            "overloaded",
+            Refusal::Overloaded,
             "too many requests in progress; retry shortly",
         );
     };
@@ -226,13 +237,13 @@ async fn handle(s: &AppState, req: Request) -> Response {
 fn over_budget(s: &AppState) -> Response {
     retry_later(
         s,
-        "memory_budget",
+        Refusal::MemoryBudget,
         "the server is holding too much data for other clients; retry shortly",
     )
 }
 
 /// 503 `overloaded` with `Retry-After: 1`, counted under `reason`.
-fn retry_later(s: &AppState, reason: &str, detail: &str) -> Response {
+fn retry_later(s: &AppState, reason: Refusal, detail: &str) -> Response {
     let mut r = refuse(
         s,
         reason,
@@ -255,7 +266,7 @@ fn check_head(s: &AppState, req: &Request) -> Option<Response> {
     if target > s.limits.max_uri_bytes {
         return Some(refuse(
             s,
-            "uri_too_long",
+            Refusal::UriTooLong,
             StatusCode::URI_TOO_LONG,
             "uri-too-long",
             "Request target too long",
@@ -273,7 +284,7 @@ fn check_head(s: &AppState, req: &Request) -> Option<Response> {
     if target + header_bytes > s.limits.max_header_bytes {
         return Some(refuse(
             s,
-            "headers_too_large",
+            Refusal::HeadersTooLarge,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers-too-large",
             "Request headers too large",
@@ -286,16 +297,57 @@ fn check_head(s: &AppState, req: &Request) -> Option<Response> {
     None
 }
 
+/// Why the host refused a request: the `reason` label of
+/// `http_requests_rejected_total`. This module owns the list; [`app_with`] starts
+/// each series at 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Overloaded,
+    MemoryBudget,
+    UriTooLong,
+    HeadersTooLarge,
+    BodyTooLarge,
+    BodyRead,
+    BodyTimeout,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 7] = [
+        Refusal::Overloaded,
+        Refusal::UriTooLong,
+        Refusal::HeadersTooLarge,
+        Refusal::BodyTooLarge,
+        Refusal::BodyRead,
+        Refusal::BodyTimeout,
+        Refusal::MemoryBudget,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Overloaded => "overloaded",
+            Refusal::MemoryBudget => "memory_budget",
+            Refusal::UriTooLong => "uri_too_long",
+            Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BodyRead => "body_read",
+            Refusal::BodyTimeout => "body_timeout",
+        }
+    }
+}
+
 /// A request refused by the host: counted by reason, answered as a problem.
 fn refuse(
     s: &AppState,
-    reason: &str,
+    reason: Refusal,
     status: StatusCode,
     slug: &str,
     title: &str,
     detail: &str,
 ) -> Response {
-    s.metrics.rejected.with_label_values(&[reason]).inc();
+    s.metrics
+        .rejected
+        .with_label_values(&[reason.label()])
+        .inc();
     problem(status, slug, title, detail)
 }
 
@@ -317,7 +369,7 @@ async fn read_limited_body(
     let too_large = || {
         closing(refuse(
             s,
-            "body_too_large",
+            Refusal::BodyTooLarge,
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "Request body too large",
@@ -347,7 +399,7 @@ async fn read_limited_body(
         Ok(BodyRead::TooLarge) => Err(too_large()),
         Ok(BodyRead::Broken) => Err(refuse(
             s,
-            "body_read",
+            Refusal::BodyRead,
             StatusCode::BAD_REQUEST,
             "body-read",
             "Could not read the request body",
@@ -355,7 +407,7 @@ async fn read_limited_body(
         )),
         Err(_) => Err(closing(refuse(
             s,
-            "body_timeout",
+            Refusal::BodyTimeout,
             StatusCode::REQUEST_TIMEOUT,
             "body-timeout",
             "Request body too slow",

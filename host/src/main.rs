@@ -216,15 +216,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let grants: BTreeSet<String> = args.grants.iter().cloned().collect();
-    let data = data::DataConfig {
-        store: store.clone(),
-        grants: Arc::new(grants),
-        limits: doc_query::Limits {
+    let data = data::DataConfig::new(
+        store.clone(),
+        Arc::new(grants),
+        doc_query::Limits {
             max_document_bytes: args.max_body_bytes.max(16 * 1024),
             ..doc_query::Limits::default()
         },
-        metrics: metrics.clone(),
-    };
+        metrics.clone(),
+    );
     let key_value = if args.key_value_stores.is_empty() {
         None
     } else {
@@ -259,7 +259,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
         metrics: metrics.clone(),
     };
-    let app = ingress::app(ingress::AppState {
+    let state = ingress::AppState {
         runtime,
         metrics,
         limits: ingress::IngressLimits {
@@ -272,7 +272,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         permits: Arc::new(tokio::sync::Semaphore::new(args.max_concurrency as usize)),
         budget,
         bench_store: args.bench_native_route.then(|| store.clone()),
-    });
+    };
+    let app = if args.bench_native_route {
+        ingress::app_with(state, bench_native::routes)
+    } else {
+        ingress::app(state)
+    };
     for (i, listener) in api_listeners.into_iter().enumerate() {
         server::spawn_worker(
             format!("api-{i}"),

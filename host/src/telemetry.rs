@@ -238,42 +238,11 @@ impl Metrics {
             "host_memory_budget_limit_bytes",
             "The memory budget for requests (--memory-budget-mib), in bytes.",
         )?;
-        // Counters whose labels take a few known values start at 0 for each, so
-        // that rate() and increase() see their first increment (a series born at
-        // 4 has no increase) and an alert fires on the first burst.
-        for reason in [
-            "overloaded",
-            "uri_too_long",
-            "headers_too_large",
-            "body_too_large",
-            "body_read",
-            "body_timeout",
-            "memory_budget",
-        ] {
-            rejected.with_label_values(&[reason]);
-        }
-        for kind in crate::engine::GuestError::TRAP_KINDS {
-            guest_traps.with_label_values(&[kind]);
-        }
-        for reason in ["grant", "firewall"] {
-            data_denied.with_label_values(&[reason]);
-        }
-        for reason in ["timeout", "connection_error"] {
-            mongo_checkout_failures.with_label_values(&[reason]);
-        }
-        for op in [
-            "insert_one",
-            "find_one",
-            "find",
-            "count",
-            "update_one",
-            "delete_one",
-        ] {
-            // The kinds the store alerts watch (the others are the client's).
-            for kind in ["unavailable", "internal"] {
-                store_errors.with_label_values(&[op, kind]);
-            }
-        }
+        // Counters whose labels take a few known values start at 0 for each
+        // (rate() and increase() miss a series born at 4): done by the module that
+        // owns each label list, where it starts (ingress::Refusal,
+        // engine::GuestError::TRAP_KINDS, data::Op and data::Denial, the MongoDB
+        // store's checkout failures).
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;

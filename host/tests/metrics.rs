@@ -252,3 +252,62 @@ async fn process_and_readiness_metrics() {
         assert_eq!(pool_max, 0.0, "no pool on the embedded store");
     }
 }
+
+/// Every counter whose label values are known starts with a series at 0 for each,
+/// before any traffic: a series born at its first increment has no increase(), so
+/// an alert on the first burst would never fire. Each label list is owned by the
+/// module that uses it and started there.
+#[tokio::test]
+async fn known_series_exist_at_zero_from_the_start() {
+    let s = Server::start(Opts::new(Guest::App));
+    let c = client();
+    let text = common::metrics_text(&c, &s).await;
+    let mut want = Vec::new();
+    for reason in [
+        "overloaded",
+        "memory_budget",
+        "uri_too_long",
+        "headers_too_large",
+        "body_too_large",
+        "body_read",
+        "body_timeout",
+    ] {
+        want.push(format!(
+            "http_requests_rejected_total{{reason=\"{reason}\"}} 0"
+        ));
+    }
+    for kind in ["deadline", "memory", "trap", "bad_response"] {
+        want.push(format!("wasm_guest_traps_total{{kind=\"{kind}\"}} 0"));
+    }
+    for reason in ["grant", "firewall"] {
+        want.push(format!(
+            "data_requests_denied_total{{reason=\"{reason}\"}} 0"
+        ));
+    }
+    for op in [
+        "insert_one",
+        "find_one",
+        "find",
+        "count",
+        "update_one",
+        "delete_one",
+    ] {
+        for kind in ["unavailable", "internal"] {
+            want.push(format!(
+                "store_errors_total{{kind=\"{kind}\",op=\"{op}\"}} 0"
+            ));
+        }
+    }
+    if common::store_is_mongodb() {
+        for reason in ["timeout", "connection_error"] {
+            want.push(format!(
+                "mongodb_pool_checkout_failures_total{{reason=\"{reason}\"}} 0"
+            ));
+        }
+    }
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|w| !text.lines().any(|l| l == w.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not started at 0: {missing:?}");
+}

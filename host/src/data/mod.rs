@@ -93,6 +93,10 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The kinds the store alerts watch (the others are the client's): their
+    /// `store_errors` series start at 0 for every [`Op`].
+    pub const ALERTED_KINDS: [&'static str; 2] = ["unavailable", "internal"];
+
     fn kind(&self) -> &'static str {
         match self {
             StoreError::NotFound => "not_found",
@@ -145,6 +149,58 @@ pub trait Store: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), StoreError>;
 }
 
+/// The operations of `app:data/documents`: the `op` label of the store metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    InsertOne,
+    FindOne,
+    Find,
+    Count,
+    UpdateOne,
+    DeleteOne,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [
+        Op::InsertOne,
+        Op::FindOne,
+        Op::Find,
+        Op::Count,
+        Op::UpdateOne,
+        Op::DeleteOne,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::InsertOne => "insert_one",
+            Op::FindOne => "find_one",
+            Op::Find => "find",
+            Op::Count => "count",
+            Op::UpdateOne => "update_one",
+            Op::DeleteOne => "delete_one",
+        }
+    }
+}
+
+/// Why a data call was refused before it reached the store: the `reason` label
+/// of `data_denied_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denial {
+    Grant,
+    Firewall,
+}
+
+impl Denial {
+    const ALL: [Denial; 2] = [Denial::Grant, Denial::Firewall];
+
+    fn label(self) -> &'static str {
+        match self {
+            Denial::Grant => "grant",
+            Denial::Firewall => "firewall",
+        }
+    }
+}
+
 /// App-wide state of the capability, fixed at start.
 #[derive(Clone)]
 pub struct DataConfig {
@@ -155,6 +211,31 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
+    /// The capability's state; also starts its counters at 0 for every label this
+    /// module owns, so that rate() sees the first increment and an alert fires on
+    /// the first burst.
+    pub fn new(
+        store: Arc<dyn Store>,
+        grants: Arc<BTreeSet<String>>,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> Self {
+        for reason in Denial::ALL {
+            metrics.data_denied.with_label_values(&[reason.label()]);
+        }
+        for op in Op::ALL {
+            for kind in StoreError::ALERTED_KINDS {
+                metrics.store_errors.with_label_values(&[op.label(), kind]);
+            }
+        }
+        Self {
+            store,
+            grants,
+            limits,
+            metrics,
+        }
+    }
+
     /// Per-instance state for one request.
     pub fn context(&self) -> DocumentsCtx {
         DocumentsCtx {
@@ -204,7 +285,7 @@ impl DocumentsCtx {
             self.config
                 .metrics
                 .data_denied
-                .with_label_values(&["grant"])
+                .with_label_values(&[Denial::Grant.label()])
                 .inc();
             // The name comes from the guest: bounded before it is logged or echoed.
             let shown: String = coll.chars().take(64).collect();
@@ -219,7 +300,7 @@ impl DocumentsCtx {
         self.config
             .metrics
             .data_denied
-            .with_label_values(&["firewall"])
+            .with_label_values(&[Denial::Firewall.label()])
             .inc();
         let reason = e.to_string();
         tracing::warn!(reason = %bounded(&reason, LOGGED_GUEST_TEXT_MAX), "firewall refused a data call");
@@ -239,7 +320,7 @@ impl DocumentsCtx {
     /// Time a store call and count its failures.
     async fn timed<T>(
         &self,
-        op: &'static str,
+        op: Op,
         coll: &str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, WitError> {
@@ -248,14 +329,14 @@ impl DocumentsCtx {
         self.config
             .metrics
             .store_ops
-            .with_label_values(&[op, coll])
+            .with_label_values(&[op.label(), coll])
             .observe(start.elapsed().as_secs_f64());
         r.map_err(|e| {
             if !matches!(e, StoreError::NotFound) {
                 self.config
                     .metrics
                     .store_errors
-                    .with_label_values(&[op, e.kind()])
+                    .with_label_values(&[op.label(), e.kind()])
                     .inc();
             }
             e.into()
@@ -272,7 +353,7 @@ impl DocumentsHost for DocumentsCtx {
         let store = self.config.store.clone();
         let stored = self
             .timed(
-                "insert_one",
+                Op::InsertOne,
                 &collection,
                 store.insert_one(&collection, doc),
             )
@@ -289,7 +370,7 @@ impl DocumentsHost for DocumentsCtx {
         let q = self.query(&filter)?;
         let store = self.config.store.clone();
         let found = self
-            .timed("find_one", &collection, store.find_one(&collection, &q))
+            .timed(Op::FindOne, &collection, store.find_one(&collection, &q))
             .await?;
         Ok(found.map(RawDocumentBuf::into_bytes))
     }
@@ -323,7 +404,7 @@ impl DocumentsHost for DocumentsCtx {
         };
         let store = self.config.store.clone();
         let docs = self
-            .timed("find", &collection, store.find(&collection, &q, &spec))
+            .timed(Op::Find, &collection, store.find(&collection, &q, &spec))
             .await?;
         Ok(docs.into_iter().map(RawDocumentBuf::into_bytes).collect())
     }
@@ -332,7 +413,7 @@ impl DocumentsHost for DocumentsCtx {
         self.grant(&collection)?;
         let q = self.query(&filter)?;
         let store = self.config.store.clone();
-        self.timed("count", &collection, store.count(&collection, &q))
+        self.timed(Op::Count, &collection, store.count(&collection, &q))
             .await
     }
 
@@ -351,7 +432,7 @@ impl DocumentsHost for DocumentsCtx {
         let store = self.config.store.clone();
         let doc = self
             .timed(
-                "update_one",
+                Op::UpdateOne,
                 &collection,
                 store.update_one(&collection, &q, &change, expected_version),
             )
@@ -363,7 +444,11 @@ impl DocumentsHost for DocumentsCtx {
         self.grant(&collection)?;
         let q = self.query(&filter)?;
         let store = self.config.store.clone();
-        self.timed("delete_one", &collection, store.delete_one(&collection, &q))
-            .await
+        self.timed(
+            Op::DeleteOne,
+            &collection,
+            store.delete_one(&collection, &q),
+        )
+        .await
     }
 }

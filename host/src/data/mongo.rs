@@ -35,6 +35,10 @@ pub struct MongoConfig {
     pub journal: bool,
 }
 
+/// The `reason` labels of `mongodb_pool_checkout_failures_total` an alert watches
+/// (the driver's other reasons are counted as `other`).
+const CHECKOUT_FAILURES: [&str; 2] = ["timeout", "connection_error"];
+
 /// How long a `/readyz` ping result is reused, so probes don't hammer the server.
 const PING_CACHE: Duration = Duration::from_secs(2);
 
@@ -71,6 +75,10 @@ impl MongoStore {
         collections: &[String],
     ) -> anyhow::Result<Self> {
         use anyhow::Context;
+        for reason in CHECKOUT_FAILURES {
+            // Starts at 0, so that the first failure is an increase an alert sees.
+            metrics.mongo_checkout_failures.with_label_values(&[reason]);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("mongodb-driver")
@@ -108,8 +116,8 @@ impl MongoStore {
                 pool.mongo_checkout.observe(e.duration.as_secs_f64());
                 // A fixed label set: the driver's enum is non-exhaustive.
                 let reason = match e.reason {
-                    ConnectionCheckoutFailedReason::Timeout => "timeout",
-                    ConnectionCheckoutFailedReason::ConnectionError => "connection_error",
+                    ConnectionCheckoutFailedReason::Timeout => CHECKOUT_FAILURES[0],
+                    ConnectionCheckoutFailedReason::ConnectionError => CHECKOUT_FAILURES[1],
                     _ => "other",
                 };
                 pool.mongo_checkout_failures

@@ -389,6 +389,10 @@ impl Runtime {
         )
         .context("the component does not export wasi:http/incoming-handler")?;
         let admission = admission_charge(component).min(limits.memory_bytes);
+        for kind in GuestError::TRAP_KINDS {
+            // Starts at 0, so that the first trap is an increase an alert sees.
+            metrics.guest_traps.with_label_values(&[kind]);
+        }
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), limits.epoch_tick, ticker_stop.clone())?;
         Ok(Arc::new(Self {
@@ -625,18 +629,18 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn test_data(dir: &Path, metrics: &Metrics) -> DataConfig {
-        DataConfig {
-            store: Arc::new(
+        DataConfig::new(
+            Arc::new(
                 crate::data::embedded::EmbeddedStore::open(
                     dir,
                     crate::data::embedded::tests::options(),
                 )
                 .expect("store"),
             ),
-            grants: Arc::new(["tasks".to_owned()].into_iter().collect()),
-            limits: doc_query::Limits::default(),
-            metrics: metrics.clone(),
-        }
+            Arc::new(["tasks".to_owned()].into_iter().collect()),
+            doc_query::Limits::default(),
+            metrics.clone(),
+        )
     }
 
     fn test_engine() -> Engine {

@@ -1,0 +1,45 @@
+"""The code's rooms: checks on how the host's modules depend on each other."""
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def module_imports(src):
+    """Top-level module of host/src -> the top-level modules it names as crate::X."""
+    graph = {}
+    for f in src.rglob("*.rs"):
+        top = f.relative_to(src).parts[0].removesuffix(".rs")
+        names = set(re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", f.read_text()))
+        graph.setdefault(top, set()).update(n for n in names if n != top)
+    return graph
+
+
+def cycles(graph):
+    """Every cycle, each as the list of its modules from its smallest name."""
+    found = set()
+
+    def walk(path):
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == path[0]:
+                i = path.index(min(path))
+                found.add(tuple(path[i:] + path[:i]))
+            elif nxt not in path and nxt > path[0]:
+                walk(path + [nxt])
+
+    for start in sorted(graph):
+        walk([start])
+    return sorted(found)
+
+
+def test_host_modules_import_no_circle(tmp_path):
+    assert cycles(module_imports(ROOT / "host" / "src")) == []
+    # Two modules that name each other, as ingress and bench_native once did.
+    (tmp_path / "ingress.rs").write_text("use crate::bench_native::routes;\n")
+    (tmp_path / "bench_native.rs").write_text("use crate::ingress::AppState;\n")
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "engine" / "mod.rs").write_text("use crate::telemetry::Metrics;\n")
+    (tmp_path / "telemetry.rs").write_text("fn f() { crate::budget::x(); }\n")
+    (tmp_path / "budget.rs").write_text("use crate::engine::Limits;\n")
+    assert cycles(module_imports(tmp_path)) == [("bench_native", "ingress"), ("budget", "engine", "telemetry")]
