@@ -50,7 +50,7 @@ release_host() {
 }
 
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "$(dirname "${BASH_SOURCE[0]}")/../ci/free-port.py"
 }
 
 # start_host NAME [ARGS...]: the release host on 127.0.0.1:0 with its own data dir

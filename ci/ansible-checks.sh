@@ -101,7 +101,7 @@ converge-host)
   mkdir "$WORK/mirror"
   cp "$KUBECTL" "$WORK/mirror/kubectl"
   sha256sum "$WORK/mirror/kubectl" | cut -d' ' -f1 >"$WORK/mirror/kubectl.sha256"
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$("$ROOT/ci/free-port.py")
   python3 -m http.server --bind 127.0.0.1 --directory "$WORK/mirror" "$port" >"$WORK/mirror.log" 2>&1 &
   MIRROR_PID=$!
   cat >"$WORK/inventory.yml" <<YAML

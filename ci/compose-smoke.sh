@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
 export DOCKER_BUILDKIT=1
 PROJECT=tasks-ci-$$
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() { ci/free-port.py; }
 API_PORT=$(free_port) ADMIN_PORT=$(free_port) PROMETHEUS_PORT=$(free_port) GRAFANA_PORT=$(free_port)
 export TASKS_API_IMAGE=$IMAGE API_PORT ADMIN_PORT PROMETHEUS_PORT GRAFANA_PORT
 # `docker compose`, the plugin the README's commands use (tools/compose/build.sh).

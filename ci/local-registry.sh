@@ -16,7 +16,7 @@ start() {
   BIN=$("$(dirname "$0")/go-tool.sh" github.com/distribution/distribution/v3/cmd/registry)
   mkdir -p "$RUN/storage"
   local port
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$("$(dirname "$0")/free-port.py")
   cat >"$RUN/config.yml" <<YAML
 version: 0.1
 log:

@@ -52,7 +52,7 @@ start)
   cp -r "$CACHE/sonarqube-$VERSION/extensions" "$DIR/server/extensions"
   mkdir -p "$DIR/data" "$DIR/temp" "$DIR/logs"
   chown -R 65534:65534 "$DIR/data" "$DIR/temp" "$DIR/logs" "$DIR/server/extensions"
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$("$(dirname "$0")/free-port.py")
   java=$(java_bin)
   "$java" -version 2>&1 | sed -n 1p >&2   # sed reads to the end: no SIGPIPE
   (

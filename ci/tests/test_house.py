@@ -43,3 +43,12 @@ def test_host_modules_import_no_circle(tmp_path):
     (tmp_path / "telemetry.rs").write_text("fn f() { crate::budget::x(); }\n")
     (tmp_path / "budget.rs").write_text("use crate::engine::Limits;\n")
     assert cycles(module_imports(tmp_path)) == [("bench_native", "ingress"), ("budget", "engine", "telemetry")]
+
+
+def test_one_free_port_helper():
+    """Scripts ask ci/free-port.py for a port instead of repeating the one-liner."""
+    import subprocess
+    tracked = subprocess.run(["git", "ls-files", "*.sh", ".ci/run"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.split()
+    copies = [p for p in tracked if 'bind(("127.0.0.1", 0))' in (ROOT / p).read_text()]
+    assert copies == [], f"use ci/free-port.py: {copies}"

@@ -45,7 +45,7 @@ stop_all() {
 }
 
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "$here/../../ci/free-port.py"
 }
 
 # run NAME ARGS...: start a component in the background, its output in
