@@ -59,8 +59,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// `host serve`'s flags, in the groups `--help` shows them in (and
+/// docs/configuration.md lists them in; a test keeps the two equal).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub component: ComponentArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+    #[command(flatten)]
+    pub process: ProcessArgs,
+}
+
+/// Where the host listens.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Listening")]
+pub struct NetArgs {
     /// Address of the public API listener.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -74,7 +94,12 @@ pub struct ServeArgs {
         global = true
     )]
     pub admin_listen: SocketAddr,
+}
 
+/// The component served and what it may reach.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Component")]
+pub struct ComponentArgs {
     /// Component to serve: a `.wasm` component or a `.cwasm` made by `host precompile`.
     /// Default: the tasks API component built into this binary.
     #[arg(long, env = "COMPONENT_PATH")]
@@ -125,10 +150,19 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub key_value_stores: Vec<String>,
+}
 
+/// The embedded store, or MongoDB.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Store")]
+pub struct StoreArgs {
     /// Directory of the embedded store (used when no MongoDB URI is configured).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// Page cache of the embedded store, in MiB (redb's own default is 1 GiB).
+    #[arg(long, env = "EMBEDDED_CACHE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub embedded_cache_mib: u64,
 
     /// MongoDB connection string. Prefer MONGODB_URI_FILE in deployments.
     #[arg(
@@ -179,7 +213,12 @@ pub struct ServeArgs {
     /// Require writes to be journaled before they are acknowledged.
     #[arg(long, env = "MONGODB_JOURNAL", default_value_t = true, action = clap::ArgAction::Set)]
     pub mongodb_journal: bool,
+}
 
+/// What one request, and all of them together, may use.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitsArgs {
     /// Linear memory limit of one request's instance, in MiB.
     #[arg(long, env = "MEMORY_LIMIT_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub memory_limit_mib: u64,
@@ -206,6 +245,28 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_URI_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u32).range(256..=64 * 1024))]
     pub max_uri_bytes: u32,
 
+    /// Memory the host may hold on behalf of requests, in MiB: request bodies being
+    /// read, instance memory while handlers run, responses clients have not taken
+    /// yet. Past it, new requests get 503 + Retry-After instead of the process
+    /// growing until it is killed. The default fits a 1 GiB container with room
+    /// for the engine, the store's cache and the connections.
+    #[arg(long, env = "MEMORY_BUDGET_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
+    pub memory_budget_mib: u64,
+
+    /// Open connections on the API port, across all workers; more are closed at
+    /// accept. Lowered at start to fit the open-file limit, with a warning.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Requests handled at once across all workers; more get 503 + Retry-After.
+    #[arg(long, env = "MAX_CONCURRENCY", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrency: u32,
+}
+
+/// How long a client may take.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Timeouts")]
+pub struct TimeoutArgs {
     /// Time a client has to send a complete request head, from connect or from the
     /// end of its previous response; so also the keep-alive idle timeout. Put it
     /// above the upstream keep-alive timeout of any proxy in front.
@@ -228,28 +289,12 @@ pub struct ServeArgs {
     /// hold its response in memory for ever.
     #[arg(long, env = "RESPONSE_WRITE_DEADLINE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub response_write_deadline_ms: u64,
+}
 
-    /// Memory the host may hold on behalf of requests, in MiB: request bodies being
-    /// read, instance memory while handlers run, responses clients have not taken
-    /// yet. Past it, new requests get 503 + Retry-After instead of the process
-    /// growing until it is killed. The default fits a 1 GiB container with room
-    /// for the engine, the store's cache and the connections.
-    #[arg(long, env = "MEMORY_BUDGET_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
-    pub memory_budget_mib: u64,
-
-    /// Open connections on the API port, across all workers; more are closed at
-    /// accept. Lowered at start to fit the open-file limit, with a warning.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_connections: u32,
-
-    /// Page cache of the embedded store, in MiB (redb's own default is 1 GiB).
-    #[arg(long, env = "EMBEDDED_CACHE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
-    pub embedded_cache_mib: u64,
-
-    /// Requests handled at once across all workers; more get 503 + Retry-After.
-    #[arg(long, env = "MAX_CONCURRENCY", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_concurrency: u32,
-
+/// Threads, shutdown, logs.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Process")]
+pub struct ProcessArgs {
     /// API worker threads, each a single-threaded runtime with its own listener
     /// socket (SO_REUSEPORT). 0 = one per CPU.
     #[arg(long, env = "WORKERS", default_value_t = 0)]
@@ -272,48 +317,56 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Validate before anything binds, so bad configuration fails fast and clearly.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.grants.iter().any(|g| !valid_collection_name(g)) {
+        if self
+            .component
+            .grants
+            .iter()
+            .any(|g| !valid_collection_name(g))
+        {
             bail!("--grant: collection names must be 1-64 characters of [A-Za-z0-9_-]");
         }
         if self
+            .component
             .key_value_stores
             .iter()
             .any(|l| !valid_collection_name(l))
         {
             bail!("--key-value-store: labels must be 1-64 characters of [A-Za-z0-9_-]");
         }
-        if self.max_body_bytes == 0 || self.max_body_bytes > 64 * 1024 * 1024 {
+        if self.limits.max_body_bytes == 0 || self.limits.max_body_bytes > 64 * 1024 * 1024 {
             bail!("--max-body-bytes must be between 1 byte and 64 MiB");
         }
-        if self.precompiled_dir.is_some() && !self.allow_precompiled {
+        if self.component.precompiled_dir.is_some() && !self.component.allow_precompiled {
             bail!(
                 "--precompiled-dir loads native code that runs outside the sandbox: pass --allow-precompiled (ALLOW_PRECOMPILED=true) if you built it"
             );
         }
-        if self.epoch_tick_ms > self.deadline_ms {
+        if self.limits.epoch_tick_ms > self.limits.deadline_ms {
             bail!("--epoch-tick-ms must not exceed --deadline-ms");
         }
         // The database is told the same bound (maxTimeMS): past the request's
         // deadline nobody waits for the answer, so it must stop working before.
         let mongodb = self
+            .store
             .mongodb_uri
             .as_deref()
             .is_some_and(|u| !u.trim().is_empty())
-            || self.mongodb_uri_file.is_some();
+            || self.store.mongodb_uri_file.is_some();
         if mongodb
-            && (self.mongodb_op_timeout_ms == 0 || self.mongodb_op_timeout_ms >= self.deadline_ms)
+            && (self.store.mongodb_op_timeout_ms == 0
+                || self.store.mongodb_op_timeout_ms >= self.limits.deadline_ms)
         {
             bail!(
                 "--mongodb-op-timeout-ms ({}) must be between 1 and --deadline-ms ({}): past the request's deadline the database would still work on a query nobody waits for",
-                self.mongodb_op_timeout_ms,
-                self.deadline_ms
+                self.store.mongodb_op_timeout_ms,
+                self.limits.deadline_ms
             );
         }
-        if self.memory_limit_mib > self.memory_budget_mib {
+        if self.limits.memory_limit_mib > self.limits.memory_budget_mib {
             bail!(
                 "--memory-limit-mib ({}) must not exceed --memory-budget-mib ({}): one request could never run",
-                self.memory_limit_mib,
-                self.memory_budget_mib
+                self.limits.memory_limit_mib,
+                self.limits.memory_budget_mib
             );
         }
         Ok(())
@@ -321,10 +374,10 @@ impl ServeArgs {
 
     /// The MongoDB URI, from the flag/env or the file. Never log the result.
     pub fn mongodb_uri(&self) -> anyhow::Result<Option<String>> {
-        if let Some(uri) = &self.mongodb_uri {
+        if let Some(uri) = &self.store.mongodb_uri {
             return Ok(Some(uri.trim().to_owned()).filter(|u| !u.is_empty()));
         }
-        match &self.mongodb_uri_file {
+        match &self.store.mongodb_uri_file {
             None => Ok(None),
             Some(path) => {
                 let uri = std::fs::read_to_string(path)
@@ -335,8 +388,8 @@ impl ServeArgs {
     }
 
     pub fn workers(&self) -> usize {
-        if self.workers > 0 {
-            self.workers
+        if self.process.workers > 0 {
+            self.process.workers
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
@@ -362,10 +415,13 @@ mod tests {
     #[test]
     fn defaults_are_sane() {
         let c = parse(&[]).serve;
-        assert_eq!(c.listen.port(), 8080);
-        assert_eq!(c.admin_listen.port(), 9090);
-        assert_eq!(c.grants, vec!["tasks"]);
-        assert_eq!((c.memory_limit_mib, c.deadline_ms), (64, 1000));
+        assert_eq!(c.net.listen.port(), 8080);
+        assert_eq!(c.net.admin_listen.port(), 9090);
+        assert_eq!(c.component.grants, vec!["tasks"]);
+        assert_eq!(
+            (c.limits.memory_limit_mib, c.limits.deadline_ms),
+            (64, 1000)
+        );
         c.validate().expect("defaults validate");
     }
 
@@ -381,7 +437,7 @@ mod tests {
             .serve
             .validate()
             .expect("opted in");
-        assert!(!parse(&[]).serve.allow_precompiled);
+        assert!(!parse(&[]).serve.component.allow_precompiled);
     }
 
     #[test]
@@ -401,15 +457,15 @@ mod tests {
     #[test]
     fn grants_are_comma_separated_and_checked() {
         let c = parse(&["--grant", "tasks,notes"]).serve;
-        assert_eq!(c.grants, vec!["tasks", "notes"]);
+        assert_eq!(c.component.grants, vec!["tasks", "notes"]);
         assert!(parse(&["--grant", "a.b"]).serve.validate().is_err());
     }
 
     #[test]
     fn key_value_is_off_by_default_and_labels_are_checked() {
-        assert!(parse(&[]).serve.key_value_stores.is_empty());
+        assert!(parse(&[]).serve.component.key_value_stores.is_empty());
         let c = parse(&["--key-value-store", "default,cache"]).serve;
-        assert_eq!(c.key_value_stores, vec!["default", "cache"]);
+        assert_eq!(c.component.key_value_stores, vec!["default", "cache"]);
         c.validate().expect("valid labels");
         assert!(
             parse(&["--key-value-store", "../x"])
@@ -429,5 +485,80 @@ mod tests {
             c.mongodb_uri().expect("reads").as_deref(),
             Some("mongodb://u:p@db:27017/")
         );
+    }
+
+    /// docs/configuration.md lists every `host serve` flag under its `--help`
+    /// group, with its variable and default: the rows as clap defines them.
+    #[test]
+    fn the_configuration_doc_lists_every_flag_as_defined() {
+        use clap::CommandFactory;
+        let doc = include_str!("../../docs/configuration.md");
+        // (group, flag, env, default) from the doc's tables.
+        let mut documented = Vec::new();
+        let mut group = "";
+        for line in doc.lines() {
+            if let Some(h) = line.strip_prefix("### ") {
+                group = h;
+            }
+            let cells: Vec<&str> = line.split(" | ").collect();
+            if let [first, env, default, ..] = cells[..]
+                && let Some(flag) = first.strip_prefix("| `--")
+            {
+                // The default's first word: `64`, `tasks`, `0` (one per CPU), off.
+                let default = default.split(' ').next().unwrap_or("").trim_matches('`');
+                documented.push((
+                    group.to_owned(),
+                    flag.trim_end_matches('`').to_owned(),
+                    env.trim_matches('`').to_owned(),
+                    default.to_owned(),
+                ));
+            }
+        }
+        let mut defined = Vec::new();
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if arg.is_hide_set() || long == "help" || long == "version" {
+                continue;
+            }
+            let env = arg
+                .get_env()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            // A switch's default `false` reads "off"; none at all is described in
+            // words (unset, built-in, a path).
+            let default = match defaults.join(",").as_str() {
+                "false" => "off".to_owned(),
+                d => d.to_owned(),
+            };
+            defined.push((
+                arg.get_help_heading().unwrap_or("").to_owned(),
+                long.to_owned(),
+                env,
+                default,
+            ));
+        }
+        assert!(defined.len() >= 30, "{defined:?}");
+        for d in &defined {
+            let row = documented.iter().find(|r| r.1 == d.1);
+            let Some(row) = row else {
+                panic!("--{} is not in docs/configuration.md", d.1)
+            };
+            assert_eq!((&row.0, &row.2), (&d.0, &d.2), "--{}: group and env", d.1);
+            if !d.3.is_empty() {
+                assert_eq!(row.3, d.3, "--{}: default", d.1);
+            }
+        }
+        let flags: Vec<&String> = defined.iter().map(|d| &d.1).collect();
+        let stale: Vec<&String> = documented
+            .iter()
+            .map(|r| &r.1)
+            .filter(|f| !flags.contains(f))
+            .collect();
+        assert!(stale.is_empty(), "documented but not a flag: {stale:?}");
     }
 }

@@ -38,7 +38,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_tracing(cli.serve.log_format);
+    telemetry::init_tracing(cli.serve.process.log_format);
     let result = match cli.command {
         Some(Command::Precompile {
             input,
@@ -52,7 +52,10 @@ fn main() -> ExitCode {
             portable,
         ),
         Some(Command::Healthcheck { timeout_ms }) => {
-            return healthcheck::run(cli.serve.admin_listen, Duration::from_millis(timeout_ms));
+            return healthcheck::run(
+                cli.serve.net.admin_listen,
+                Duration::from_millis(timeout_ms),
+            );
         }
         Some(Command::Serve) | None => serve(cli.serve),
     };
@@ -70,10 +73,10 @@ const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 fn engine_limits(args: &ServeArgs) -> engine::Limits {
     engine::Limits {
-        memory_bytes: usize::try_from(args.memory_limit_mib << 20).unwrap_or(usize::MAX),
-        deadline: Duration::from_millis(args.deadline_ms),
-        epoch_tick: Duration::from_millis(args.epoch_tick_ms),
-        max_instances: args.max_concurrency,
+        memory_bytes: usize::try_from(args.limits.memory_limit_mib << 20).unwrap_or(usize::MAX),
+        deadline: Duration::from_millis(args.limits.deadline_ms),
+        epoch_tick: Duration::from_millis(args.limits.epoch_tick_ms),
+        max_instances: args.limits.max_concurrency,
     }
 }
 
@@ -118,30 +121,30 @@ fn open_store(
     if let Some(uri) = args.mongodb_uri()? {
         let cfg = data::mongo::MongoConfig {
             uri,
-            database: args.mongodb_database.clone(),
-            max_pool_size: args.mongodb_max_pool_size,
-            min_pool_size: args.mongodb_min_pool_size,
+            database: args.store.mongodb_database.clone(),
+            max_pool_size: args.store.mongodb_max_pool_size,
+            min_pool_size: args.store.mongodb_min_pool_size,
             server_selection_timeout: Duration::from_millis(
-                args.mongodb_server_selection_timeout_ms,
+                args.store.mongodb_server_selection_timeout_ms,
             ),
-            connect_timeout: Duration::from_millis(args.mongodb_connect_timeout_ms),
-            op_timeout: Duration::from_millis(args.mongodb_op_timeout_ms),
-            write_concern: args.mongodb_write_concern.clone(),
-            journal: args.mongodb_journal,
+            connect_timeout: Duration::from_millis(args.store.mongodb_connect_timeout_ms),
+            op_timeout: Duration::from_millis(args.store.mongodb_op_timeout_ms),
+            write_concern: args.store.mongodb_write_concern.clone(),
+            journal: args.store.mongodb_journal,
         };
-        let store = data::mongo::MongoStore::open(&cfg, metrics, &args.grants)?;
+        let store = data::mongo::MongoStore::open(&cfg, metrics, &args.component.grants)?;
         // The URI (and its credentials) is deliberately not logged.
-        tracing::info!(database = %args.mongodb_database, "using the MongoDB store");
+        tracing::info!(database = %args.store.mongodb_database, "using the MongoDB store");
         return Ok(Arc::new(store));
     }
     let store = data::embedded::EmbeddedStore::open(
-        &args.data_dir,
+        &args.store.data_dir,
         data::embedded::EmbeddedOptions {
-            cache_bytes: usize::try_from(args.embedded_cache_mib << 20).unwrap_or(usize::MAX),
+            cache_bytes: usize::try_from(args.store.embedded_cache_mib << 20).unwrap_or(usize::MAX),
             scan_threads: args.workers(),
         },
     )?;
-    tracing::info!(data_dir = %args.data_dir.display(), cache_mib = args.embedded_cache_mib, "using the embedded store");
+    tracing::info!(data_dir = %args.store.data_dir.display(), cache_mib = args.store.embedded_cache_mib, "using the embedded store");
     Ok(Arc::new(store))
 }
 
@@ -153,21 +156,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let workers = args.workers();
 
     // Bind before the slow part so a port conflict fails fast.
-    let api_listeners = server::bind_reuseport(args.listen, workers)?;
-    let admin_listener = server::bind_one(args.admin_listen)?;
+    let api_listeners = server::bind_reuseport(args.net.listen, workers)?;
+    let admin_listener = server::bind_one(args.net.admin_listen)?;
     let api_addr = api_listeners[0].local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let conn_limits = server::ConnLimits {
-        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
-        write_timeout: Duration::from_millis(args.write_timeout_ms),
+        header_read_timeout: Duration::from_millis(args.timeouts.header_read_timeout_ms),
+        write_timeout: Duration::from_millis(args.timeouts.write_timeout_ms),
         // A little room over our own 414/431 checks, so those answer (as problem
         // documents) before hyper's bare 431 does.
-        max_head_bytes: args.max_header_bytes as usize + 4096,
+        max_head_bytes: args.limits.max_header_bytes as usize + 4096,
     };
     // Descriptors kept out of the API's reach: the admin port's connections, the
     // MongoDB pool, and the process's own files, sockets and runtimes.
-    let reserve = ADMIN_MAX_CONNECTIONS + args.mongodb_max_pool_size as usize + 64;
-    let max_connections = server::fit_connection_cap(args.max_connections as usize, reserve);
+    let reserve = ADMIN_MAX_CONNECTIONS + args.store.mongodb_max_pool_size as usize + 64;
+    let max_connections = server::fit_connection_cap(args.limits.max_connections as usize, reserve);
 
     let stop = CancellationToken::new();
     let shutting_down = Arc::new(AtomicBool::new(false));
@@ -197,45 +200,48 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let engine = engine::build_engine(&limits)?;
     let cache = compile_cache(&args);
-    let component = match &args.component {
+    let component = match &args.component.component {
         Some(path) => engine::load_component(
             &engine,
             Some(path),
             cache.as_ref(),
-            if args.allow_precompiled {
+            if args.component.allow_precompiled {
                 engine::NativeCode::Allowed
             } else {
                 engine::NativeCode::Refused
             },
         )?,
         None => {
-            let (component, from) =
-                engine::load_builtin(&engine, args.precompiled_dir.as_deref(), cache.as_ref())?;
+            let (component, from) = engine::load_builtin(
+                &engine,
+                args.component.precompiled_dir.as_deref(),
+                cache.as_ref(),
+            )?;
             tracing::info!(source = ?from, "built-in component loaded");
             component
         }
     };
-    let grants: BTreeSet<String> = args.grants.iter().cloned().collect();
+    let grants: BTreeSet<String> = args.component.grants.iter().cloned().collect();
     let data = data::DataConfig::new(
         store.clone(),
         Arc::new(grants),
         doc_query::Limits {
-            max_document_bytes: args.max_body_bytes.max(16 * 1024),
+            max_document_bytes: args.limits.max_body_bytes.max(16 * 1024),
             ..doc_query::Limits::default()
         },
         metrics.clone(),
     );
-    let key_value = if args.key_value_stores.is_empty() {
+    let key_value = if args.component.key_value_stores.is_empty() {
         None
     } else {
-        tracing::info!(labels = ?args.key_value_stores, data_dir = %args.data_dir.display(), "providing fermyon:spin/key-value@2.0.0");
+        tracing::info!(labels = ?args.component.key_value_stores, data_dir = %args.store.data_dir.display(), "providing fermyon:spin/key-value@2.0.0");
         Some(keyvalue::KeyValueConfig::open(
-            &args.data_dir,
-            &args.key_value_stores,
+            &args.store.data_dir,
+            &args.component.key_value_stores,
             metrics.clone(),
         )?)
     };
-    let budget_bytes = usize::try_from(args.memory_budget_mib << 20).unwrap_or(usize::MAX);
+    let budget_bytes = usize::try_from(args.limits.memory_budget_mib << 20).unwrap_or(usize::MAX);
     metrics
         .memory_budget_limit
         .set(i64::try_from(budget_bytes).unwrap_or(i64::MAX));
@@ -251,7 +257,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         budget.clone(),
     )?;
     component_ready.store(true, Ordering::Relaxed);
-    tracing::info!(ms = start.elapsed().as_millis() as u64, grants = ?args.grants, "component ready");
+    tracing::info!(ms = start.elapsed().as_millis() as u64, grants = ?args.component.grants, "component ready");
 
     let api_policy = server::ConnPolicy {
         listener: "api",
@@ -263,17 +269,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         runtime,
         metrics,
         limits: ingress::IngressLimits {
-            max_body_bytes: args.max_body_bytes,
-            max_header_bytes: args.max_header_bytes as usize,
-            max_uri_bytes: args.max_uri_bytes as usize,
-            body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
-            response_write_deadline: Duration::from_millis(args.response_write_deadline_ms),
+            max_body_bytes: args.limits.max_body_bytes,
+            max_header_bytes: args.limits.max_header_bytes as usize,
+            max_uri_bytes: args.limits.max_uri_bytes as usize,
+            body_read_timeout: Duration::from_millis(args.timeouts.body_read_timeout_ms),
+            response_write_deadline: Duration::from_millis(
+                args.timeouts.response_write_deadline_ms,
+            ),
         },
-        permits: Arc::new(tokio::sync::Semaphore::new(args.max_concurrency as usize)),
+        permits: Arc::new(tokio::sync::Semaphore::new(
+            args.limits.max_concurrency as usize,
+        )),
         budget,
-        bench_store: args.bench_native_route.then(|| store.clone()),
+        bench_store: args.process.bench_native_route.then(|| store.clone()),
     };
-    let app = if args.bench_native_route {
+    let app = if args.process.bench_native_route {
         ingress::app_with(state, bench_native::routes)
     } else {
         ingress::app(state)
@@ -298,10 +308,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(server::shutdown_signal());
     shutting_down.store(true, Ordering::Relaxed);
     stop.cancel();
-    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let grace = Duration::from_secs(args.process.shutdown_grace_secs);
     if !server::wait_workers(&done_rx, workers + 1, grace) {
         tracing::warn!(
-            grace_secs = args.shutdown_grace_secs,
+            grace_secs = args.process.shutdown_grace_secs,
             "in-flight requests did not finish within the grace period"
         );
     }
@@ -313,13 +323,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The compile cache, unless turned off. One that cannot be used is a warning,
 /// not a failed start: the component is then compiled as without a cache.
 fn compile_cache(args: &ServeArgs) -> Option<engine::CompileCache> {
-    if args.no_compile_cache {
+    if args.component.no_compile_cache {
         return None;
     }
     let dir = args
+        .component
         .compile_cache_dir
         .clone()
-        .unwrap_or_else(|| args.data_dir.join("compile-cache"));
+        .unwrap_or_else(|| args.store.data_dir.join("compile-cache"));
     engine::CompileCache::open(&dir)
         .inspect_err(|e| tracing::warn!(error = %e, "compile cache not used"))
         .ok()
