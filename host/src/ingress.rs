@@ -485,12 +485,12 @@ async fn read_body(body: Body, limit: usize, charge: &mut Charge) -> BodyRead {
 }
 
 fn guest_failure(s: &AppState, e: GuestError) -> Response {
-    if let GuestError::OverBudget = e {
-        // Not the component's failure: the request was refused for memory.
-        return over_budget(s);
+    if !matches!(e, GuestError::OverBudget) {
+        // An over-budget refusal is not the component's failure: it is counted as
+        // a refusal (`memory_budget`), not as a trap.
+        s.metrics.guest_traps.with_label_values(&[e.kind()]).inc();
+        tracing::warn!(error = %e, kind = e.kind(), "component failed");
     }
-    s.metrics.guest_traps.with_label_values(&[e.kind()]).inc();
-    tracing::warn!(error = %e, kind = e.kind(), "component failed");
     match e {
         GuestError::Deadline(d) => problem(
             StatusCode::GATEWAY_TIMEOUT,

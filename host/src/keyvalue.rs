@@ -212,7 +212,7 @@ impl HostStore for KeyValueView<'_> {
             .as_ref()
             .is_some_and(|c| c.tables.contains_key(&label));
         if !granted {
-            let shown: String = label.chars().take(64).collect();
+            let shown = crate::telemetry::bounded(&label, 64);
             tracing::warn!(label = %shown, "component asked for an ungranted key-value store");
             return Ok(Err(Error::AccessDenied));
         }

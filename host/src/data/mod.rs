@@ -201,6 +201,9 @@ impl Denial {
     }
 }
 
+/// Longest collection name (the guest's) echoed in an error or written to a log.
+const COLLECTION_NAME_SHOWN: usize = 64;
+
 /// App-wide state of the capability, fixed at start.
 #[derive(Clone)]
 pub struct DataConfig {
@@ -288,7 +291,7 @@ impl DocumentsCtx {
                 .with_label_values(&[Denial::Grant.label()])
                 .inc();
             // The name comes from the guest: bounded before it is logged or echoed.
-            let shown: String = coll.chars().take(64).collect();
+            let shown = bounded(coll, COLLECTION_NAME_SHOWN);
             tracing::warn!(collection = %shown, "component asked for an ungranted collection");
             Err(WitError::Forbidden(format!(
                 "collection `{shown}` is not granted"
