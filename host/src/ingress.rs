@@ -522,6 +522,26 @@ fn guest_failure(s: &AppState, e: GuestError) -> Response {
 
 #[cfg(test)]
 mod tests {
+    /// The routes the host labels in its metrics are exactly the paths the
+    /// component's OpenAPI document declares.
+    #[test]
+    fn the_routes_are_the_documented_paths() {
+        let openapi: serde_json::Value =
+            serde_json::from_str(include_str!("../../app-wasm/openapi.json")).expect("JSON");
+        let documented: std::collections::BTreeSet<&str> = openapi["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            ROUTES
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>(),
+            documented
+        );
+    }
+
     use super::*;
     use crate::engine;
     use crate::engine::tests::test_budget;

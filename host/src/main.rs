@@ -11,8 +11,6 @@ mod healthcheck;
 mod ingress;
 mod keyvalue;
 mod server;
-#[cfg(test)]
-mod spin_manifest;
 mod telemetry;
 
 use anyhow::Context;

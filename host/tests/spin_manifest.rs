@@ -4,6 +4,8 @@
 //! `build.rs` runs, the watch globs against the tree, and the capabilities against
 //! what the adapter needs (and nothing more).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -121,10 +123,9 @@ fn the_route_is_what_the_host_serves() {
     let prefix = route
         .strip_suffix("...")
         .expect("a wildcard route: the handler routes below it itself");
-    // Every route the host labels in metrics, and every path the OpenAPI document
-    // (served by the component) declares, is under the trigger's route, and the
-    // two lists agree.
-    let host_routes: BTreeSet<&str> = crate::ingress::ROUTES.into_iter().collect();
+    // Every path the OpenAPI document (served by the component) declares is under
+    // the trigger's route. (That the host labels exactly those paths in its
+    // metrics is `ingress::tests::the_routes_are_the_documented_paths`.)
     let openapi: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("app-wasm/openapi.json")).expect("openapi.json"),
     )
@@ -135,8 +136,8 @@ fn the_route_is_what_the_host_serves() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(host_routes, documented);
-    for r in &host_routes {
+    assert!(!documented.is_empty());
+    for r in &documented {
         assert!(r.starts_with(prefix), "{r} is outside {route}");
     }
 }
