@@ -21,9 +21,21 @@ bench_init() {
 }
 
 bench_cleanup() {
-  local pid
+  local rc=$? pid log
   for pid in "${BENCH_PIDS[@]}"; do stop_pid "$pid"; done
-  if [ -n "$BENCH_WORK" ]; then rm -rf "$BENCH_WORK"; fi
+  if [ -n "$BENCH_WORK" ]; then
+    # A failed run keeps what its hosts logged: the last lines of each here (the
+    # work directory goes), the warnings and errors above them.
+    if [ "$rc" -ne 0 ]; then
+      for log in "$BENCH_WORK"/*.log; do
+        [ -f "$log" ] || continue
+        echo "--- $(basename "$log"): warnings, errors and the last 20 lines" >&2
+        grep -E '"level":"(WARN|ERROR)"|panicked|WARN|ERROR' "$log" | grep -vE 'response failed' | tail -20 >&2 || true
+        tail -20 "$log" >&2
+      done
+    fi
+    rm -rf "$BENCH_WORK"
+  fi
 }
 
 track() { BENCH_PIDS+=("$1"); }
