@@ -603,15 +603,22 @@ SECRET_ON_COMMAND_LINE = [
 ]
 
 
-def secrets_on_command_lines(paths):
+def code_lines_matching(paths, patterns, only_if=""):
+    """`name:line` of every non-comment line matching one of `patterns`, in the
+    files that contain `only_if`."""
     found = []
     for path in paths:
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if line.lstrip().startswith("#"):
-                continue
-            if any(p.search(line) for p in SECRET_ON_COMMAND_LINE):
+        text = path.read_text()
+        if only_if not in text:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.lstrip().startswith("#") and any(p.search(line) for p in patterns):
                 found.append(f"{path.name}:{n}")
     return found
+
+
+def secrets_on_command_lines(paths):
+    return code_lines_matching(paths, SECRET_ON_COMMAND_LINE)
 
 
 def shell_and_task_files():
@@ -642,15 +649,7 @@ EARLY_CLOSING_READER = re.compile(r"\|\s*(head\b|grep\s+(-\w*[qm]\w*\b|--quiet|-
 
 
 def early_closing_pipes(paths):
-    found = []
-    for path in paths:
-        text = path.read_text()
-        if "pipefail" not in text:
-            continue
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.lstrip().startswith("#") and EARLY_CLOSING_READER.search(line):
-                found.append(f"{path.name}:{n}")
-    return found
+    return code_lines_matching(paths, [EARLY_CLOSING_READER], only_if="pipefail")
 
 
 def test_no_pipefail_script_pipes_into_a_reader_that_stops_early(tmp_path):
