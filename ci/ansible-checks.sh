@@ -145,7 +145,9 @@ converge-cluster)
   # encrypted), with a password that exists only for this run.
   python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$WORK/vault-pass"
   mongo_pw="ci-$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
-  sed "s|^vault_mongodb_password: .*|vault_mongodb_password: $mongo_pw|" vault.example.yml >"$WORK/vault.yml"
+  mongo_root_pw="ci-root-$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+  sed -e "s|^vault_mongodb_password: .*|vault_mongodb_password: $mongo_pw|" \
+    -e "s|^vault_mongodb_root_password: .*|vault_mongodb_root_password: $mongo_root_pw|" vault.example.yml >"$WORK/vault.yml"
   ansible-vault encrypt --vault-password-file "$WORK/vault-pass" "$WORK/vault.yml" >/dev/null
   head -1 "$WORK/vault.yml"
   cat >"$WORK/inventory.yml" <<YAML
@@ -169,11 +171,13 @@ items = {s["metadata"]["name"]: s for s in json.load(sys.stdin)["items"]}
 def data(prefix, key):
     (name,) = [n for n in items if n.startswith(prefix + "-")]
     return base64.b64decode(items[name]["data"][key]).decode()
-assert data("mongodb-auth", "password") == pw, "mongodb-auth password is not the vault value"
+root_pw = sys.argv[2]
+assert data("mongodb-auth", "password") == root_pw, "mongodb-auth password is not the vault root value"
+assert (data("tasks-api-mongodb", "username"), data("tasks-api-mongodb", "password")) == ("tasks", pw), "the app user is not the vault value"
 uri = data("tasks-api-mongodb", "uri")
-assert f"tasks:{pw}@mongodb-0.mongodb.tasks-api.svc.cluster.local" in uri, "uri does not carry the vault value"
-print("Secrets rendered from the vault: mongodb-auth, tasks-api-mongodb (values match, not printed)")
-' "$mongo_pw"
+assert uri.startswith("mongodb://mongodb-0.mongodb.tasks-api.svc.cluster.local") and "@" not in uri, "uri carries credentials"
+print("Secrets rendered from the vault: mongodb-auth (root), tasks-api-mongodb (app user) (values match, not printed)")
+' "$mongo_pw" "$mongo_root_pw"
   "$KUBECTL" get deployment/tasks-api statefulset/mongodb -n tasks-api
   "$KUBECTL" get statefulset/sonarqube -n sonarqube
   # The kubeconfig the role wrote for Jenkins is the deployer ServiceAccount's.

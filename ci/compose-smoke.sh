@@ -34,14 +34,17 @@ trap cleanup EXIT
 "$DOCKER" compose --env-file .env.example -f compose.yaml config -q
 "$DOCKER" compose --env-file .env.example -f compose.yaml --profile ci config -q
 
-# Stand-in images, rebuilt only when missing.
-if ! "$DOCKER" image inspect tasks-ci/ferretdb:1.24.2 >/dev/null 2>&1; then
-  bash tools/ferretdb/build.sh
+# Stand-in images, rebuilt only when missing; FerretDB's is tagged with its
+# binary's hash, so a rebuilt (patched) binary gets a new image.
+bash tools/ferretdb/build.sh >/dev/null
+FERRETDB_STANDIN_IMAGE="tasks-ci/ferretdb:1.24.2-$(sha256sum tools/bin/ferretdb | cut -c1-12)"
+export FERRETDB_STANDIN_IMAGE
+if ! "$DOCKER" image inspect "$FERRETDB_STANDIN_IMAGE" >/dev/null 2>&1; then
   ctx=$(mktemp -d)
   cp ci/standins/ferretdb.Dockerfile "$ctx/Dockerfile"
   cp tools/bin/ferretdb "$ctx/ferretdb"
   mkdir "$ctx/state"
-  "$DOCKER" build --force-rm -t tasks-ci/ferretdb:1.24.2 "$ctx" >&2
+  "$DOCKER" build --force-rm -t "$FERRETDB_STANDIN_IMAGE" "$ctx" >&2
   rm -rf "$ctx"
 fi
 if ! "$DOCKER" image inspect tasks-ci/prometheus:debian >/dev/null 2>&1; then

@@ -177,6 +177,29 @@ pub struct StoreArgs {
     #[arg(long, env = "MONGODB_URI_FILE")]
     pub mongodb_uri_file: Option<PathBuf>,
 
+    /// MongoDB user, when the credentials are not in the URI: the password then
+    /// needs no URL-encoding and comes from its own file (or MONGODB_PASSWORD).
+    #[arg(
+        long,
+        env = "MONGODB_USERNAME",
+        conflicts_with = "mongodb_username_file"
+    )]
+    pub mongodb_username: Option<String>,
+
+    /// File holding the MongoDB user name (e.g. a mounted Kubernetes Secret).
+    #[arg(long, env = "MONGODB_USERNAME_FILE")]
+    pub mongodb_username_file: Option<PathBuf>,
+
+    /// File holding the MongoDB user's password. Without it the password is read
+    /// from the environment variable MONGODB_PASSWORD, which has no flag: a
+    /// password never goes on a command line.
+    #[arg(long, env = "MONGODB_PASSWORD_FILE")]
+    pub mongodb_password_file: Option<PathBuf>,
+
+    /// Database the MongoDB user is defined in (default: --mongodb-database).
+    #[arg(long, env = "MONGODB_AUTH_SOURCE")]
+    pub mongodb_auth_source: Option<String>,
+
     /// MongoDB database holding the granted collections.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "tasks")]
     pub mongodb_database: String,
@@ -362,6 +385,11 @@ impl ServeArgs {
                 self.limits.deadline_ms
             );
         }
+        if !mongodb
+            && (self.store.mongodb_username.is_some() || self.store.mongodb_username_file.is_some())
+        {
+            bail!("a MongoDB user is set but no MONGODB_URI (or MONGODB_URI_FILE) to use it with");
+        }
         if self.limits.memory_limit_mib > self.limits.memory_budget_mib {
             bail!(
                 "--memory-limit-mib ({}) must not exceed --memory-budget-mib ({}): one request could never run",
@@ -387,6 +415,51 @@ impl ServeArgs {
         }
     }
 
+    /// The MongoDB user given apart from the URI (`--mongodb-username` or its
+    /// file, the password from its file or `MONGODB_PASSWORD`), if any. Never log
+    /// the result.
+    pub fn mongodb_credential(&self) -> anyhow::Result<Option<MongoCredential>> {
+        self.mongodb_credential_with(std::env::var_os(PASSWORD_ENV))
+    }
+
+    fn mongodb_credential_with(
+        &self,
+        password_env: Option<std::ffi::OsString>,
+    ) -> anyhow::Result<Option<MongoCredential>> {
+        let store = &self.store;
+        let username = match (&store.mongodb_username, &store.mongodb_username_file) {
+            (Some(name), _) => Some(name.trim().to_owned()),
+            (None, Some(path)) => Some(read_secret(path, "MONGODB_USERNAME_FILE")?),
+            (None, None) => None,
+        };
+        let password = match (&store.mongodb_password_file, password_env) {
+            (Some(path), _) => Some(read_secret(path, "MONGODB_PASSWORD_FILE")?),
+            (None, Some(p)) => Some(
+                p.into_string()
+                    .map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"))?,
+            ),
+            (None, None) => None,
+        };
+        match (username, password) {
+            (None, None) => Ok(None),
+            (Some(u), _) if u.is_empty() => bail!("the MongoDB user name is empty"),
+            (Some(username), Some(password)) => Ok(Some(MongoCredential {
+                username,
+                password,
+                source: store
+                    .mongodb_auth_source
+                    .clone()
+                    .unwrap_or_else(|| store.mongodb_database.clone()),
+            })),
+            (Some(_), None) => bail!(
+                "a MongoDB user is set but no password: set MONGODB_PASSWORD_FILE (or MONGODB_PASSWORD)"
+            ),
+            (None, Some(_)) => bail!(
+                "a MongoDB password is set but no user: set MONGODB_USERNAME (or MONGODB_USERNAME_FILE)"
+            ),
+        }
+    }
+
     pub fn workers(&self) -> usize {
         if self.process.workers > 0 {
             self.process.workers
@@ -394,6 +467,27 @@ impl ServeArgs {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
+}
+
+/// The MongoDB password's environment variable: read directly, with no flag, so
+/// that no one is tempted to pass it on a command line (`ps` shows those).
+pub const PASSWORD_ENV: &str = "MONGODB_PASSWORD";
+
+/// A MongoDB user given apart from the URI.
+pub struct MongoCredential {
+    pub username: String,
+    pub password: String,
+    /// The database the user is defined in.
+    pub source: String,
+}
+
+/// A secret from a mounted file, without the line end an editor or `echo` adds
+/// (Kubernetes Secrets have none; a password never ends in a newline on purpose).
+fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
 }
 
 pub fn valid_collection_name(name: &str) -> bool {
@@ -489,6 +583,75 @@ mod tests {
 
     /// docs/configuration.md lists every `host serve` flag under its `--help`
     /// group, with its variable and default: the rows as clap defines them.
+    #[test]
+    fn a_mongodb_user_comes_apart_from_the_uri_with_its_password_from_a_file_or_the_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("password");
+        // A password with every character a URI would need escaped.
+        std::fs::write(&file, "p@ss:w/rd%?#\n").expect("write");
+        let uri = ["--mongodb-uri", "mongodb://db:27017/"];
+        let c = parse(
+            &[
+                &uri[..],
+                &["--mongodb-username", "app", "--mongodb-password-file"],
+                &[file.to_str().expect("utf-8")],
+            ]
+            .concat(),
+        )
+        .serve;
+        let cred = c.mongodb_credential_with(None).expect("ok").expect("some");
+        assert_eq!(
+            (
+                cred.username.as_str(),
+                cred.password.as_str(),
+                cred.source.as_str()
+            ),
+            ("app", "p@ss:w/rd%?#", "tasks")
+        );
+
+        let c = parse(
+            &[
+                &uri[..],
+                &[
+                    "--mongodb-username",
+                    "app",
+                    "--mongodb-auth-source",
+                    "admin",
+                ],
+            ]
+            .concat(),
+        )
+        .serve;
+        let cred = c
+            .mongodb_credential_with(Some("from-env".into()))
+            .expect("ok")
+            .expect("some");
+        assert_eq!(
+            (cred.password.as_str(), cred.source.as_str()),
+            ("from-env", "admin")
+        );
+
+        let c = parse(&[&uri[..], &["--mongodb-username", "app"]].concat()).serve;
+        let e = c
+            .mongodb_credential_with(None)
+            .err()
+            .expect("no password")
+            .to_string();
+        assert!(e.contains("MONGODB_PASSWORD_FILE"), "{e}");
+        let c = parse(&uri).serve;
+        assert!(c.mongodb_credential_with(None).expect("ok").is_none());
+        let e = c
+            .mongodb_credential_with(Some("x".into()))
+            .err()
+            .expect("no user")
+            .to_string();
+        assert!(e.contains("MONGODB_USERNAME"), "{e}");
+
+        let c = parse(&["--mongodb-username", "app"]).serve;
+        let e = c.validate().expect_err("no URI").to_string();
+        assert!(e.contains("MONGODB_URI"), "{e}");
+    }
+
     #[test]
     fn the_configuration_doc_lists_every_flag_as_defined() {
         use clap::CommandFactory;

@@ -117,8 +117,16 @@ fn open_store(
     metrics: &telemetry::Metrics,
 ) -> anyhow::Result<Arc<dyn data::Store>> {
     if let Some(uri) = args.mongodb_uri()? {
+        let credential = args.mongodb_credential()?.map(|c| {
+            mongodb::options::Credential::builder()
+                .username(c.username)
+                .password(c.password)
+                .source(c.source)
+                .build()
+        });
         let cfg = data::mongo::MongoConfig {
             uri,
+            credential,
             database: args.store.mongodb_database.clone(),
             max_pool_size: args.store.mongodb_max_pool_size,
             min_pool_size: args.store.mongodb_min_pool_size,

@@ -25,10 +25,27 @@ fn free_port() -> u16 {
 
 impl Ferret {
     fn start_on(port: u16, dir: tempfile::TempDir) -> Self {
+        Self::spawn(port, dir, None)
+    }
+
+    /// With authentication on and one user, `(database, name, password)`: the
+    /// stand-in for a MongoDB whose init script created the application's user.
+    fn start_with_user(user: (&str, &str, &str)) -> Self {
+        Self::spawn(free_port(), tempfile::tempdir().unwrap(), Some(user))
+    }
+
+    fn spawn(port: u16, dir: tempfile::TempDir, user: Option<(&str, &str, &str)>) -> Self {
         let bin = std::env::var("TEST_FERRETDB_BIN").expect("TEST_FERRETDB_BIN");
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some((database, name, password)) = user {
+            cmd.arg("--test-enable-new-auth")
+                .arg(format!("--setup-database={database}"))
+                .arg(format!("--setup-username={name}"))
+                .env("FERRETDB_SETUP_PASSWORD", password);
+        }
+        let child = cmd
             .arg("--handler=sqlite")
             .arg(format!(
                 "--sqlite-url=file:{}/",
@@ -242,4 +259,50 @@ async fn frozen_server_times_out_and_admin_stays_responsive() {
     );
     f.signal("CONT");
     wait_until_ok(&c, &s, Duration::from_secs(15)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_FERRETDB_BIN; .ci/run provides it"]
+async fn authenticates_as_a_user_given_apart_from_the_uri() {
+    // Every character a URI's user-info would need escaped: given apart from the
+    // URI, the password is used as it is, with nothing to encode.
+    let password = "p@ss:w/rd%2F?#[]";
+    let f = Ferret::start_with_user(("appdb", "app", password));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let host = |password_file: &std::path::Path| {
+        Server::start(
+            Opts::new(Guest::App)
+                .env("MONGODB_URI", &f.uri())
+                .env("MONGODB_DATABASE", "appdb")
+                .env("MONGODB_USERNAME", "app")
+                .env("MONGODB_PASSWORD_FILE", password_file.to_str().unwrap()),
+        )
+    };
+    let c = client();
+    let s = host(&file);
+    wait_until_ok(&c, &s, Duration::from_secs(15)).await;
+    let r = c
+        .post(s.url("/api/tasks"))
+        .json(&serde_json::json!({"title": "as the app user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "writes as the application's user");
+
+    // The same server refuses a wrong password: the host is not ready, says why
+    // in its log, and never logs the password.
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password").unwrap();
+    let s = host(&wrong);
+    let r = c.get(s.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "not ready with a wrong password");
+    assert_eq!(probe(&c, &s).await.0, 503);
+    let log = s.log_text();
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(
+        !log.contains("not-the-password") && !log.contains(password),
+        "{log}"
+    );
 }

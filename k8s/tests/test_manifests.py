@@ -200,7 +200,8 @@ def test_no_secret_carries_a_real_value(rendered):
             values = {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
             values.update(d.get("stringData", {}))
             for k, v in values.items():
-                assert "change-me" in v or k == "username", f"{target}: Secret {d['metadata']['name']} key {k} is not a placeholder"
+                # Only passwords are secret; names and the address are not.
+                assert "change-me" in v or k in ("username", "uri"), f"{target}: Secret {d['metadata']['name']} key {k} is not a placeholder"
     for target in ("base", "overlays/production"):
         assert not [d for d in rendered[target][1] if d["kind"] == "Secret"], f"{target} must not define Secrets"
 
@@ -243,3 +244,89 @@ def test_ports_and_probes_match_the_host(rendered):
     cm = next(d for t, d in all_docs(rendered) if t == "base" and d["kind"] == "ConfigMap")
     assert cm["data"]["MONGODB_URI_FILE"] == c["volumeMounts"][0]["mountPath"] + "/uri"
     assert int(cm["data"]["MAX_CONCURRENCY"]) * int(cm["data"]["MEMORY_LIMIT_MIB"]) < 1024, "worst-case guest memory fits the 1Gi limit"
+
+
+def test_the_app_and_its_database_user_share_one_secret(rendered):
+    """The API reads its MongoDB address, user and password from the Secret
+    tasks-api-mongodb, one file each (no credentials in the URI, nothing to
+    URL-encode); MongoDB's init script creates that user, readWrite on the app's
+    database only, from the same Secret. Root stays in mongodb-auth, which the API
+    never mounts."""
+    docs = [d for t, d in all_docs(rendered) if t == "overlays/minikube"]
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    (sts,) = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "mongodb"]
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("tasks-api-config")]
+    (init,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("mongodb-init")]
+
+    def mounted_files(spec, container):
+        """{path in the container: (secret or configmap name, key)}."""
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        files = {}
+        for m in container["volumeMounts"]:
+            v = volumes.get(m["name"], {})  # (a claim template's volume is not listed)
+            src = v.get("secret") or v.get("configMap")
+            if not src:
+                continue
+            name = src.get("secretName") or src.get("name")
+            for item in src.get("items", []):
+                files[f"{m['mountPath']}/{item['path']}"] = (name, item["key"])
+        return files
+
+    app_spec = pod_spec(deploy)
+    app_files = mounted_files(app_spec, app_spec["containers"][0])
+    secret = next(n for n, _ in app_files.values() if n.startswith("tasks-api-mongodb"))
+    for env, key in [("MONGODB_URI_FILE", "uri"), ("MONGODB_USERNAME_FILE", "username"), ("MONGODB_PASSWORD_FILE", "password")]:
+        assert app_files[cm["data"][env]] == (secret, key), env
+    assert not any(n.startswith("mongodb-auth") for n, _ in app_files.values()), "the API never mounts root's credentials"
+
+    db_spec = pod_spec(sts)
+    db = db_spec["containers"][0]
+    db_files = mounted_files(db_spec, db)
+    env = {e["name"]: e.get("value") for e in db["env"]}
+    assert env["MONGO_APP_DATABASE"] == cm["data"]["MONGODB_DATABASE"]
+    assert db_files[env["MONGO_APP_USERNAME_FILE"]] == (secret, "username")
+    assert db_files[env["MONGO_APP_PASSWORD_FILE"]] == (secret, "password")
+    (init_mount,) = [m for m in db["volumeMounts"] if m["mountPath"] == "/docker-entrypoint-initdb.d"]
+    assert {v["name"]: v for v in db_spec["volumes"]}[init_mount["name"]]["configMap"]["name"] == init["metadata"]["name"]
+    assert init["data"]["create-app-user.js"] == (K8S / "mongodb" / "create-app-user.js").read_text()
+
+    # The example Secret holds an address without credentials.
+    uri = base64.b64decode(next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == secret)["data"]["uri"]).decode()
+    assert "@" not in uri, "credentials belong in username/password, not in the URI"
+
+
+def run_init_script(tmp_path, env):
+    """k8s/mongodb/create-app-user.js as mongosh runs it (a global `db`, `print`,
+    Node's `require` and `process.env`), with `db` recording what it is asked to do.
+    MongoDB itself (mongosh, the roles) cannot be had where CI runs; this holds the
+    script's own logic: which user, which password, which roles."""
+    harness = tmp_path / "harness.js"
+    harness.write_text("""
+const vm = require('vm');
+const fs = require('fs');
+const calls = [];
+const db = { getSiblingDB: (name) => ({ createUser: (u) => calls.push({ db: name, ...u }) }) };
+vm.runInNewContext(fs.readFileSync(process.argv[2], 'utf8'), { db, print: () => {}, require, process });
+console.log(JSON.stringify(calls));
+""")
+    r = subprocess.run(["node", str(harness), str(K8S / "mongodb" / "create-app-user.js")],
+                       env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_the_init_script_creates_a_readwrite_user_from_env_or_files(tmp_path):
+    import json
+    rc, out, err = run_init_script(tmp_path, {"MONGO_APP_DATABASE": "tasks", "MONGO_APP_USERNAME": "app",
+                                              "MONGO_APP_PASSWORD": "p@ss:w/rd%"})
+    assert rc == 0, err
+    assert json.loads(out) == [{"db": "tasks", "user": "app", "pwd": "p@ss:w/rd%", "roles": [{"role": "readWrite", "db": "tasks"}]}]
+    # As the StatefulSet runs it: the user and password from the mounted Secret's files.
+    (tmp_path / "username").write_text("app")
+    (tmp_path / "password").write_text("from-a-file\n")
+    rc, out, err = run_init_script(tmp_path, {"MONGO_APP_DATABASE": "tasks",
+                                              "MONGO_APP_USERNAME_FILE": str(tmp_path / "username"),
+                                              "MONGO_APP_PASSWORD_FILE": str(tmp_path / "password")})
+    assert rc == 0, err
+    assert [(c["user"], c["pwd"]) for c in json.loads(out)] == [("app", "from-a-file")]
+    rc, out, err = run_init_script(tmp_path, {"MONGO_APP_DATABASE": "tasks", "MONGO_APP_USERNAME": "app"})
+    assert rc != 0 and "MONGO_APP_PASSWORD" in err and out.strip() in ("", "[]")

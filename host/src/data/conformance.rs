@@ -35,6 +35,7 @@ pub fn mongodb() -> Harness {
     );
     let cfg = super::mongo::MongoConfig {
         uri,
+        credential: None,
         database,
         max_pool_size: 4,
         min_pool_size: 0,

@@ -13,7 +13,8 @@ use mongodb::event::EventHandler;
 use mongodb::event::cmap::{CmapEvent, ConnectionCheckoutFailedReason};
 use mongodb::event::command::CommandEvent;
 use mongodb::options::{
-    Acknowledgment, ClientOptions, ReadPreference, ReturnDocument, SelectionCriteria, WriteConcern,
+    Acknowledgment, ClientOptions, Credential, ReadPreference, ReturnDocument, SelectionCriteria,
+    WriteConcern,
 };
 use mongodb::{Client, Collection, Database, IndexModel};
 use std::sync::Mutex;
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct MongoConfig {
     pub uri: String,
+    /// The user, when not in the URI (the URI must then carry none).
+    pub credential: Option<Credential>,
     pub database: String,
     pub max_pool_size: u32,
     pub min_pool_size: u32,
@@ -89,6 +92,14 @@ impl MongoStore {
             .block_on(async { ClientOptions::parse(&cfg.uri).await })
             // The driver's message may quote the URI: say only that it is malformed.
             .map_err(|_| anyhow::anyhow!("MONGODB_URI is not a valid MongoDB connection string"))?;
+        if let Some(credential) = &cfg.credential {
+            if opts.credential.is_some() {
+                anyhow::bail!(
+                    "the MongoDB user is given twice, in MONGODB_URI and in MONGODB_USERNAME: keep one"
+                );
+            }
+            opts.credential = Some(credential.clone());
+        }
         opts.app_name = Some("tasks-api-host".into());
         opts.max_pool_size = Some(cfg.max_pool_size);
         opts.min_pool_size = Some(cfg.min_pool_size);
@@ -243,7 +254,9 @@ pub(crate) fn map_error(e: mongodb::error::Error) -> StoreError {
         | ErrorKind::DnsResolve { .. }
         | ErrorKind::Shutdown => StoreError::Unavailable(e.kind.to_string()),
         ErrorKind::Authentication { .. } => {
-            tracing::error!("MongoDB authentication failed; check the credentials in the URI");
+            tracing::error!(
+                "MongoDB authentication failed; check the user, its password and its database (authSource)"
+            );
             StoreError::Unavailable("authentication failed".into())
         }
         ErrorKind::Write(WriteFailure::WriteError(w)) => classify_code(w.code, "write"),
