@@ -33,6 +33,8 @@ struct Inner {
     used: AtomicUsize,
     /// The part of `used` held by responses (see [`RESPONSE_SHARE_NUM`]).
     responses: AtomicUsize,
+    /// The part of `responses` held by large ones (see [`LARGE_RESPONSE_BYTES`]).
+    large: AtomicUsize,
     gauge: prometheus::IntGauge,
     /// Woken when bytes are given back, for requests waiting for room.
     freed: Notify,
@@ -43,6 +45,13 @@ struct Inner {
 /// other requests are still served rather than refused.
 const RESPONSE_SHARE_NUM: usize = 3;
 const RESPONSE_SHARE_DEN: usize = 4;
+
+/// A response larger than this is large: large ones together may hold only half
+/// the budget. Clients that never read their large answers (the largest page is
+/// about 6 MB) would otherwise fill the responses' share, and every read after them,
+/// however small its answer, would be refused until the write deadline cut them.
+const LARGE_RESPONSE_BYTES: usize = 1 << 20;
+const LARGE_SHARE_DEN: usize = 2;
 
 /// What part of the budget new work (a request body, an instance about to start)
 /// may not take: room kept for the work already admitted, whose instances may grow
@@ -59,6 +68,7 @@ impl MemoryBudget {
                 limit,
                 used: AtomicUsize::new(0),
                 responses: AtomicUsize::new(0),
+                large: AtomicUsize::new(0),
                 gauge,
                 freed: Notify::new(),
             }),
@@ -75,6 +85,7 @@ impl MemoryBudget {
             budget: self.clone(),
             bytes: 0,
             response: false,
+            large: 0,
         }
     }
 
@@ -84,6 +95,7 @@ impl MemoryBudget {
             budget: self.clone(),
             bytes: 0,
             response: true,
+            large: 0,
         }
     }
 
@@ -158,6 +170,8 @@ pub struct Charge {
     /// Made by [`MemoryBudget::empty_response`]: its bytes count in the responses'
     /// share too.
     response: bool,
+    /// Its bytes counted among the large responses' (all of them once it is large).
+    large: usize,
 }
 
 impl Charge {
@@ -188,25 +202,26 @@ impl Charge {
             self.response,
             "a response's charge is made by empty_response"
         );
-        let inner = &self.budget.inner;
+        let inner = self.budget.inner.clone();
+        // Once large, all of a response's bytes count among the large ones.
+        let to_large = if self.bytes + more > LARGE_RESPONSE_BYTES {
+            self.bytes + more - self.large
+        } else {
+            0
+        };
+        if to_large > 0 && !add_within(&inner.large, to_large, inner.limit / LARGE_SHARE_DEN) {
+            return false;
+        }
         let share = inner.limit / RESPONSE_SHARE_DEN * RESPONSE_SHARE_NUM;
-        let in_share = inner
-            .responses
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(more).filter(|&total| total <= share)
-            })
-            .is_ok();
-        if !in_share {
+        let fits = add_within(&inner.responses, more, share);
+        if !fits || !self.grow_within(more, inner.limit) {
+            if fits {
+                inner.responses.fetch_sub(more, Ordering::AcqRel);
+            }
+            inner.large.fetch_sub(to_large, Ordering::AcqRel);
             return false;
         }
-        let limit = inner.limit;
-        if !self.grow_within(more, limit) {
-            self.budget
-                .inner
-                .responses
-                .fetch_sub(more, Ordering::AcqRel);
-            return false;
-        }
+        self.large += to_large;
         true
     }
 
@@ -227,6 +242,9 @@ impl Charge {
         let less = less.min(self.bytes);
         self.budget.release(less, self.response);
         self.bytes -= less;
+        let large = less.min(self.large);
+        self.budget.inner.large.fetch_sub(large, Ordering::AcqRel);
+        self.large -= large;
     }
 
     pub fn bytes(&self) -> usize {
@@ -237,7 +255,20 @@ impl Charge {
 impl Drop for Charge {
     fn drop(&mut self) {
         self.budget.release(self.bytes, self.response);
+        self.budget
+            .inner
+            .large
+            .fetch_sub(self.large, Ordering::AcqRel);
     }
+}
+
+/// `more` added to `counter` if the total stays within `limit`.
+fn add_within(counter: &AtomicUsize, more: usize, limit: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(more).filter(|&total| total <= limit)
+        })
+        .is_ok()
 }
 
 /// The write deadline of the response a connection is sending, shared between the
@@ -475,6 +506,35 @@ mod tests {
         drop(c);
         assert!(b.empty().try_grow(70));
         assert_eq!(b.inner.gauge.get(), 0);
+    }
+
+    #[test]
+    fn large_responses_leave_room_for_small_ones() {
+        // 8 MiB: responses may hold 6, large ones (over 1 MiB each) 4 of those.
+        let b = budget(8 << 20);
+        let mut large: Vec<_> = (0..3).map(|_| b.empty_response()).collect();
+        assert!(large[0].try_grow_response(1536 << 10));
+        // Growing past 1 MiB moves all of a response's bytes among the large ones.
+        assert!(large[1].try_grow_response(512 << 10));
+        assert!(large[1].try_grow_response(1 << 20));
+        assert!(
+            !large[2].try_grow_response(1536 << 10),
+            "a third large one would pass half the budget"
+        );
+        let small: Vec<_> = (0..20)
+            .map(|_| {
+                let mut c = b.empty_response();
+                assert!(c.try_grow_response(100 << 10), "small answers still fit");
+                c
+            })
+            .collect();
+        // As a large response is written out (shrinks), its room comes back.
+        large[0].shrink(1536 << 10);
+        assert!(large[2].try_grow_response(1536 << 10));
+        drop((large, small));
+        assert_eq!(b.inner.large.load(Ordering::Relaxed), 0);
+        assert_eq!(b.inner.responses.load(Ordering::Relaxed), 0);
+        assert_eq!(b.used(), 0);
     }
 
     #[test]

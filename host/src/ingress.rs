@@ -485,9 +485,9 @@ async fn read_body(body: Body, limit: usize, charge: &mut Charge) -> BodyRead {
 }
 
 fn guest_failure(s: &AppState, e: GuestError) -> Response {
-    if !matches!(e, GuestError::OverBudget) {
-        // An over-budget refusal is not the component's failure: it is counted as
-        // a refusal (`memory_budget`), not as a trap.
+    if !matches!(e, GuestError::OverBudget | GuestError::NoInstance) {
+        // A refusal is not the component's failure: it is counted as a refusal
+        // (`memory_budget`, `overloaded`), not as a trap.
         s.metrics.guest_traps.with_label_values(&[e.kind()]).inc();
         tracing::warn!(error = %e, kind = e.kind(), "component failed");
     }
@@ -511,6 +511,11 @@ fn guest_failure(s: &AppState, e: GuestError) -> Response {
             "the handler stopped with an error; see the host's logs for this request id",
         ),
         GuestError::OverBudget => over_budget(s),
+        GuestError::NoInstance => retry_later(
+            s,
+            Refusal::Overloaded,
+            "every instance is busy; retry shortly",
+        ),
         GuestError::NoResponse | GuestError::BadResponse(_) => problem(
             StatusCode::BAD_GATEWAY,
             "handler-bad-response",

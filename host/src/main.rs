@@ -74,7 +74,7 @@ fn engine_limits(args: &ServeArgs) -> engine::Limits {
         memory_bytes: usize::try_from(args.limits.memory_limit_mib << 20).unwrap_or(usize::MAX),
         deadline: Duration::from_millis(args.limits.deadline_ms),
         epoch_tick: Duration::from_millis(args.limits.epoch_tick_ms),
-        max_instances: args.limits.max_concurrency,
+        max_instances: args.limits.max_instances,
     }
 }
 

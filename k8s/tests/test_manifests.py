@@ -243,7 +243,7 @@ def test_ports_and_probes_match_the_host(rendered):
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     cm = next(d for t, d in all_docs(rendered) if t == "base" and d["kind"] == "ConfigMap")
     assert cm["data"]["MONGODB_URI_FILE"] == c["volumeMounts"][0]["mountPath"] + "/uri"
-    assert int(cm["data"]["MAX_CONCURRENCY"]) * int(cm["data"]["MEMORY_LIMIT_MIB"]) < 1024, "worst-case guest memory fits the 1Gi limit"
+    assert int(cm["data"]["MAX_INSTANCES"]) * int(cm["data"]["MEMORY_LIMIT_MIB"]) < 1024, "worst-case guest memory fits the 1Gi limit"
 
 
 def test_the_app_and_its_database_user_share_one_secret(rendered):

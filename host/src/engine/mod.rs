@@ -54,6 +54,9 @@ const LONG_RUNNING_YIELDS: u32 = 4;
 /// slots used at the peak, each up to this: outside the memory budget).
 const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
 
+/// Pool slots beyond `Limits::max_instances`, see `build_engine_for`.
+const POOL_SLACK: u32 = 4;
+
 /// What an instance must find room for in the memory budget before it starts when
 /// the component's own initial memory cannot be known (it imports a module).
 pub const INSTANCE_ADMISSION_CHARGE: usize = 1 << 20;
@@ -88,7 +91,7 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub deadline: Duration,
     pub epoch_tick: Duration,
-    /// Instances alive at once; sizes the pooling allocator.
+    /// Instances alive at once (requests wait for one); sizes the pooling allocator.
     pub max_instances: u32,
 }
 
@@ -109,6 +112,10 @@ pub enum GuestError {
     /// instance's memory or its response: the request is refused, not failed.
     #[error("the memory budget for requests is used up")]
     OverBudget,
+    /// No instance slot came free within the request's deadline: refused, like
+    /// `OverBudget`, not failed.
+    #[error("no instance slot came free in time")]
+    NoInstance,
 }
 
 impl GuestError {
@@ -119,12 +126,14 @@ impl GuestError {
             GuestError::Trap(_) => "trap",
             GuestError::NoResponse | GuestError::BadResponse(_) => "bad_response",
             GuestError::OverBudget => "over_budget",
+            GuestError::NoInstance => "no_instance",
         }
     }
 
     /// The kinds counted in `wasm_guest_traps_total` (started at 0): every value of
-    /// [`GuestError::kind`] but `over_budget`, which is a refusal, counted in
-    /// `http_requests_rejected_total{reason="memory_budget"}`.
+    /// [`GuestError::kind`] but the refusals, `over_budget` and `no_instance`,
+    /// counted in `http_requests_rejected_total{reason="memory_budget"}` and
+    /// `{reason="overloaded"}`.
     pub const TRAP_KINDS: [&'static str; 4] = ["deadline", "memory", "trap", "bad_response"];
 }
 
@@ -168,7 +177,10 @@ pub enum CpuFeatures {
 
 pub fn build_engine_for(limits: &Limits, cpu: CpuFeatures) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
-    let n = limits.max_instances.max(1);
+    // A few slots past the cap: a slot returns to the pool when its store is
+    // dropped, which can trail the end of the request that used it (an aborted
+    // guest task).
+    let n = limits.max_instances.max(1).saturating_add(POOL_SLACK);
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(8))
         .total_memories(n.saturating_mul(2))
@@ -181,7 +193,12 @@ pub fn build_engine_for(limits: &Limits, cpu: CpuFeatures) -> wasmtime::Result<E
         .table_keep_resident(1 << 20)
         .async_stack_keep_resident(256 << 10)
         // Linux >= 6.7 can tell which kept pages were dirtied; elsewhere it is off.
-        .pagemap_scan(Enabled::Yes);
+        .pagemap_scan(Enabled::Yes)
+        // Reuse the slots already used before touching new ones: a slot keeps its
+        // resident pages after use, so the memory the pool holds follows the most
+        // instances alive at once (capped by max_instances), not how many slots
+        // have been used over the process's life.
+        .max_unused_warm_slots(0);
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -355,6 +372,8 @@ pub struct Runtime {
     budget: MemoryBudget,
     /// See [`admission_charge`].
     admission: usize,
+    /// One per instance alive (`Limits::max_instances`).
+    instances: Arc<tokio::sync::Semaphore>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -404,6 +423,9 @@ impl Runtime {
             metrics,
             budget,
             admission,
+            instances: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_instances.max(1) as usize
+            )),
             ticker_stop,
         }))
     }
@@ -420,11 +442,18 @@ impl Runtime {
         // A read may be refused past the budget at any point; the result of a write
         // is delivered even then (it happened: a 503 would invite a retry).
         let refusable = req.method().is_safe();
-        // Room for the instance first: a burst waits briefly for it (not past the
-        // deadline) rather than being refused at once.
+        let admitted_by = Instant::now() + self.limits.deadline;
+        // A slot first, then room for its memory: a burst waits briefly for both
+        // (not past the deadline) rather than being refused at once.
+        let slot =
+            tokio::time::timeout_at(admitted_by.into(), self.instances.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or(GuestError::NoInstance)?;
         let instance_charge = self
             .budget
-            .charge_waiting(self.admission, Instant::now() + self.limits.deadline)
+            .charge_waiting(self.admission, admitted_by)
             .await
             .ok_or(GuestError::OverBudget)?;
         let mut store = Store::new(
@@ -508,8 +537,10 @@ impl Runtime {
                 budget: store.data().limiter.over_budget,
             };
             // Dropping the store here closes the response channel if it was never
-            // used, and gives the instance's memory back to the budget.
+            // used, gives the instance's memory back to the budget and its slot
+            // back to the pool; only then may another instance take the slot.
             drop(store);
+            drop(slot);
             (result, denied)
         };
         let budget = self.budget.clone();
@@ -757,6 +788,75 @@ pub(crate) mod tests {
             KeyValueConfig::open(dir.path(), &["default".to_owned()], metrics.clone()).expect("kv");
         let budget = test_budget(&metrics);
         Runtime::new(engine, &component, limits, data, Some(kv), metrics, budget).expect("runtime");
+    }
+
+    /// A runtime of the built-in component with `max_instances` slots and a
+    /// short deadline.
+    fn capped_runtime(max_instances: u32, dir: &Path) -> Arc<Runtime> {
+        let limits = Limits {
+            max_instances,
+            deadline: Duration::from_millis(400),
+            ..test_limits()
+        };
+        let engine = build_engine(&limits).expect("engine");
+        let component =
+            load_component(&engine, None, None, NativeCode::Refused).expect("component");
+        let metrics = Metrics::new().expect("metrics");
+        let data = test_data(dir, &metrics);
+        let budget = test_budget(&metrics);
+        Runtime::new(engine, &component, limits, data, None, metrics, budget).expect("runtime")
+    }
+
+    fn list() -> http::Request<Bytes> {
+        http::Request::get("http://localhost/api/tasks?limit=1")
+            .body(Bytes::new())
+            .expect("request")
+    }
+
+    /// Past `max_instances`, requests wait for a slot (the pool has only a few
+    /// more than that, so without the wait most of these would fail to
+    /// instantiate) and are refused `NoInstance` once their deadline has passed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_past_the_instance_cap_wait_for_a_slot_up_to_their_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = capped_runtime(1, dir.path());
+        let burst: Vec<_> = (0..16)
+            .map(|_| {
+                let rt = rt.clone();
+                tokio::spawn(async move { rt.handle(list()).await.map(|(r, _)| r.status()) })
+            })
+            .collect();
+        for r in burst {
+            assert_eq!(
+                r.await.expect("task").expect("served"),
+                http::StatusCode::OK
+            );
+        }
+
+        // The one slot is taken (as by a guest that runs to its deadline): a request
+        // waits, and is served if the slot comes free in time...
+        let held = rt.instances.clone().acquire_owned().await.expect("permit");
+        let waiting = tokio::spawn({
+            let rt = rt.clone();
+            async move { rt.handle(list()).await.map(|(r, _)| r.status()) }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+        assert_eq!(
+            waiting.await.expect("task").expect("served"),
+            http::StatusCode::OK
+        );
+        // ...and refused, not failed, if it does not.
+        let _held = rt.instances.clone().acquire_owned().await.expect("permit");
+        let start = Instant::now();
+        assert!(matches!(
+            rt.handle(list()).await,
+            Err(GuestError::NoInstance)
+        ));
+        assert!(
+            start.elapsed() >= Duration::from_millis(400),
+            "waited for its deadline"
+        );
     }
 
     #[test]
