@@ -52,3 +52,13 @@ def test_one_free_port_helper():
                              capture_output=True, text=True).stdout.split()
     copies = [p for p in tracked if 'bind(("127.0.0.1", 0))' in (ROOT / p).read_text()]
     assert copies == [], f"use ci/free-port.py: {copies}"
+
+
+def test_the_ci_index_lists_every_file_in_ci():
+    """ci/README.md has one row per file (or folder) of ci/, and names nothing
+    that is not there."""
+    index = (ROOT / "ci" / "README.md").read_text()
+    listed = set(re.findall(r"^\| `([^`]+?)/?` \|", index, re.M))
+    present = {p.name for p in (ROOT / "ci").iterdir() if p.name not in ("README.md", "__pycache__")}
+    assert present - listed == set(), f"files of ci/ missing from ci/README.md: {sorted(present - listed)}"
+    assert listed - present == set(), f"ci/README.md lists what is not in ci/: {sorted(listed - present)}"
