@@ -101,6 +101,9 @@ converge-host)
   mkdir "$WORK/mirror"
   cp "$KUBECTL" "$WORK/mirror/kubectl"
   sha256sum "$WORK/mirror/kubectl" | cut -d' ' -f1 >"$WORK/mirror/kubectl.sha256"
+  # ...and the Compose plugin, as from Compose's releases (hash and file name, their format).
+  cp -L "$(bash "$ROOT/tools/compose/build.sh")" "$WORK/mirror/docker-compose-linux-x86_64"
+  (cd "$WORK/mirror" && sha256sum docker-compose-linux-x86_64 >docker-compose-linux-x86_64.sha256)
   port=$("$ROOT/ci/free-port.py")
   python3 -m http.server --bind 127.0.0.1 --directory "$WORK/mirror" "$port" >"$WORK/mirror.log" 2>&1 &
   MIRROR_PID=$!
@@ -133,7 +136,11 @@ PY
   client=$(in_target kubectl version --client)
   echo "${client%%$'\n'*}"
   case "$client" in *v1.33.13*) ;; *) echo "kubectl in the target is not v1.33.13" >&2; exit 1 ;; esac
-  echo "host roles converged: packages, daemon.json, docker group, kubectl verified"
+  # The README's `docker compose`, on a host with the distribution's Docker.
+  compose=$(in_target docker compose version)
+  echo "$compose"
+  case "$compose" in *v5.6.0*) ;; *) echo "\`docker compose\` in the target is not v5.6.0" >&2; exit 1 ;; esac
+  echo "host roles converged: packages, daemon.json, docker group, kubectl verified, docker compose"
   ;;
 
 converge-cluster)
