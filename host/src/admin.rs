@@ -34,7 +34,8 @@ pub fn admin_app(state: AdminState) -> Router {
 /// alert sees the same answer the kubelet does.
 struct Readiness {
     component: bool,
-    store: bool,
+    /// Why the store is not ready; None when it is.
+    store_error: Option<String>,
     draining: bool,
 }
 
@@ -43,22 +44,25 @@ impl Readiness {
         Self {
             component: s.component_ready.load(Ordering::Relaxed),
             draining: s.shutting_down.load(Ordering::Relaxed),
-            store: matches!(
-                tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await,
-                Ok(Ok(()))
-            ),
+            store_error: match tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await {
+                Ok(Ok(())) => s.store.not_ready(),
+                // The kind only: the detail may quote the driver (addresses).
+                Ok(Err(e)) => Some(e.kind().to_owned()),
+                Err(_) => Some("no answer within 2 s".into()),
+            },
         }
     }
 
     fn ready(&self) -> bool {
-        self.component && self.store && !self.draining
+        self.component && self.store_error.is_none() && !self.draining
     }
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
     let r = Readiness::check(&s).await;
     let ready = r.ready();
-    let body = serde_json::json!({"ready": ready, "component": r.component, "store": r.store, "draining": r.draining});
+    let body = serde_json::json!({"ready": ready, "component": r.component, "store": r.store_error.is_none(),
+        "store_error": r.store_error, "draining": r.draining});
     let status = if ready {
         StatusCode::OK
     } else {

@@ -157,7 +157,7 @@ async fn health_and_readiness() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"ready": true, "component": true, "store": true, "draining": false})
+        json!({"ready": true, "component": true, "store": true, "store_error": null, "draining": false})
     );
     // The admin port does not serve the API, and the API port not the admin routes.
     assert_eq!(

@@ -305,4 +305,21 @@ async fn authenticates_as_a_user_given_apart_from_the_uri() {
         !log.contains("not-the-password") && !log.contains(password),
         "{log}"
     );
+
+    // No user at all: the server still answers `ping` (it needs none) but refuses
+    // everything else, so the host is not ready, and says why.
+    let s = Server::start(
+        Opts::new(Guest::App)
+            .env("MONGODB_URI", &f.uri())
+            .env("MONGODB_DATABASE", "appdb"),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = c.get(s.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "not ready without a user");
+    let body: serde_json::Value = r.json().await.unwrap();
+    let why = body["store_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("indexes not ready") && why.contains("server code 13"),
+        "{body}"
+    );
 }

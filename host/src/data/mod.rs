@@ -97,7 +97,7 @@ impl StoreError {
     /// `store_errors` series start at 0 for every [`Op`].
     pub const ALERTED_KINDS: [&'static str; 2] = ["unavailable", "internal"];
 
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             StoreError::NotFound => "not_found",
             StoreError::Conflict(_) => "conflict",
@@ -145,6 +145,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_one(&self, coll: &str, query: &Query) -> Result<(), StoreError>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Why the store, reachable, is not ready to serve yet (for `/readyz`; safe
+    /// to show: no addresses, no driver text). None when it is.
+    fn not_ready(&self) -> Option<String> {
+        None
+    }
     /// Make everything acknowledged durable before exit.
     async fn flush(&self) -> Result<(), StoreError>;
 }

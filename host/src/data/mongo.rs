@@ -17,7 +17,8 @@ use mongodb::options::{
     WriteConcern,
 };
 use mongodb::{Client, Collection, Database, IndexModel};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Connection settings; the URI itself is never logged.
@@ -49,9 +50,27 @@ pub struct MongoStore {
     db: Database,
     op_timeout: Duration,
     last_ping: Mutex<Option<(Instant, bool)>>,
+    indexes: Arc<IndexState>,
     /// The driver's background tasks (monitors, pool maintenance) live on this
     /// runtime, independent of the API workers' runtimes.
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The indexes not created yet, and why the last try failed. Until they are, the
+/// store is not ready: a server that answers `ping` (which needs no user) may
+/// still refuse every operation, as MongoDB does a client without its user.
+#[derive(Default)]
+struct IndexState {
+    pending: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A server's error code name, as shown by `/readyz`: word characters, bounded.
+fn bounded_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(64)
+        .collect()
 }
 
 /// Indexes the tasks API's queries use (filters on status/tags, sorts on
@@ -156,6 +175,7 @@ impl MongoStore {
             .context("creating the MongoDB client")?;
         let db = client.database(&cfg.database);
         // Indexes in the background, retried until the server answers.
+        let indexes = Arc::new(IndexState::default());
         for coll in collections {
             let models: Vec<IndexModel> = indexes_for(coll)
                 .into_iter()
@@ -166,15 +186,30 @@ impl MongoStore {
             }
             let c: Collection<Document> = db.collection(coll);
             let name = coll.clone();
+            let state = indexes.clone();
+            state.pending.fetch_add(1, Ordering::AcqRel);
             runtime.spawn(async move {
                 loop {
                     match c.create_indexes(models.clone()).await {
                         Ok(_) => {
                             tracing::info!(collection = %name, "indexes ensured");
+                            state.pending.fetch_sub(1, Ordering::AcqRel);
                             break;
                         }
                         Err(e) => {
+                            // What /readyz may show: the server's code and its name,
+                            // or the error's kind (a driver message can carry
+                            // addresses).
+                            let why = match e.kind.as_ref() {
+                                ErrorKind::Command(c) => {
+                                    format!("server code {} {}", c.code, bounded_name(&c.code_name))
+                                }
+                                _ => map_error(e.clone()).kind().to_owned(),
+                            };
                             tracing::warn!(collection = %name, error = %map_error(e), "ensuring indexes failed; retrying");
+                            if let Ok(mut last) = state.last_error.lock() {
+                                *last = Some(format!("{name}: {why}"));
+                            }
                             tokio::time::sleep(Duration::from_secs(2)).await;
                         }
                     }
@@ -185,6 +220,7 @@ impl MongoStore {
             db,
             op_timeout: cfg.op_timeout,
             last_ping: Mutex::new(None),
+            indexes,
             runtime: Some(runtime),
         })
     }
@@ -431,6 +467,20 @@ impl Store for MongoStore {
             *guard = Some((Instant::now(), r.is_ok()));
         }
         r
+    }
+
+    fn not_ready(&self) -> Option<String> {
+        if self.indexes.pending.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let why = self
+            .indexes
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|last| last.clone())
+            .unwrap_or_else(|| "being created".into());
+        Some(format!("indexes not ready: {why}"))
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
