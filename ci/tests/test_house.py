@@ -62,3 +62,19 @@ def test_the_ci_index_lists_every_file_in_ci():
     present = {p.name for p in (ROOT / "ci").iterdir() if p.name not in ("README.md", "__pycache__")}
     assert present - listed == set(), f"files of ci/ missing from ci/README.md: {sorted(present - listed)}"
     assert listed - present == set(), f"ci/README.md lists what is not in ci/: {sorted(listed - present)}"
+
+
+def test_ci_run_stages_match_their_table():
+    """.ci/run's stage table (what --list prints and STAGE... selects from) names
+    every stage block once, in the order they run, and a stage needs only stages
+    that run before it."""
+    run = (ROOT / ".ci" / "run").read_text()
+    table = re.findall(r'^  "([a-z0-9-]+)\|([a-z0-9,-]*)\|[^"]*"$', run, re.M)
+    blocks = re.findall(r"^if stage ([a-z0-9-]+); then$", run, re.M)
+    assert [sid for sid, _ in table] == blocks, "the table and the stage blocks differ"
+    seen = set()
+    for sid, needs in table:
+        for need in filter(None, needs.split(",")):
+            assert need in seen, f"{sid} needs {need}, which does not run before it"
+        seen.add(sid)
+    assert not re.search(r'^stage "', run, re.M), "a stage outside the table"
