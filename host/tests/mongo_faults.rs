@@ -323,3 +323,36 @@ async fn authenticates_as_a_user_given_apart_from_the_uri() {
         "{body}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs TEST_FERRETDB_BIN; .ci/run provides it"]
+async fn the_indexes_exist_once_the_host_is_ready() {
+    // The sorts and filters the API offers are served from indexes (docs/mongodb.md);
+    // the host creates them at start and is not ready before they exist.
+    let f = Ferret::start();
+    let s = host_on(&f.uri());
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.get(s.admin_url("/readyz")).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "readyz did not turn ready");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let db = mongodb::Client::with_uri_str(f.uri())
+        .await
+        .unwrap()
+        .database("faults");
+    let names = db
+        .collection::<bson::Document>("tasks")
+        .list_index_names()
+        .await
+        .unwrap();
+    for keys in [
+        "status_1_created_1",
+        "tags_1",
+        "created_1__id_1",
+        "due_1__id_1",
+        "priority_1__id_1",
+    ] {
+        assert!(names.iter().any(|n| n == keys), "{keys} missing: {names:?}");
+    }
+}
