@@ -38,6 +38,20 @@ pub fn spin_mode() -> bool {
     Guest::App.resolve() == Guest::SpinApp
 }
 
+/// `GET /readyz` on the admin address (host:port) answers 200.
+fn admin_says_ready(admin: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(admin) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut head = [0u8; 16];
+    conn.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_ok()
+        && conn.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.1 200")
+}
+
 /// Whether the servers of this test run use MongoDB (`TEST_STORE=mongodb`).
 pub fn store_is_mongodb() -> bool {
     std::env::var("TEST_STORE").as_deref() == Ok("mongodb")
@@ -234,6 +248,16 @@ impl Server {
                 logs.lock().unwrap().iter().any(|l| l.contains(wanted)),
                 "expected the host to log {wanted:?}"
             );
+        }
+        // On MongoDB the host is ready only once its indexes exist, shortly after
+        // it listens: the suites start on a ready host, as a Service routes only
+        // to ready pods. (A test that sets its own MONGODB_URI watches readiness
+        // itself.)
+        if store_is_mongodb() && !opts.env.iter().any(|(k, _)| k == "MONGODB_URI") {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !admin_says_ready(&admin) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Self {
             child,
