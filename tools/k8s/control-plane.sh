@@ -192,11 +192,16 @@ start() {
     --use-service-account-credentials \
     --bind-address 127.0.0.1 --secure-port "$(free_port)" \
     --leader-elect=false
+  # A pod tried before its claims were bound ("unbound immediate
+  # PersistentVolumeClaims") was once left unscheduled past ci/deploy.sh's 180 s
+  # wait: the bindings did not requeue it, and the scheduler retries such pods
+  # only every 5 minutes by default. Here it retries within 10 s.
   run kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig "$dir/scheduler.kubeconfig" \
     --authentication-kubeconfig "$dir/scheduler.kubeconfig" \
     --authorization-kubeconfig "$dir/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$(free_port)" \
+    --pod-max-in-unschedulable-pods-duration 10s \
     --leader-elect=false
   run kwok "$bin/kwok" --kubeconfig "$dir/kubeconfig" \
     --manage-all-nodes=false \
