@@ -114,6 +114,15 @@ fn host_on(uri: &str) -> Server {
     )
 }
 
+/// Until `/readyz` answers 200, or fail after `within`.
+async fn wait_until_ready(c: &reqwest::Client, s: &Server, within: Duration) {
+    let deadline = Instant::now() + within;
+    while c.get(s.admin_url("/readyz")).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "readyz did not turn ready");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// GET the list; returns the status and how long it took.
 async fn probe(c: &reqwest::Client, s: &Server) -> (u16, Duration) {
     let t = Instant::now();
@@ -175,11 +184,7 @@ async fn server_down_at_startup_then_up() {
     // The server comes up: the same host recovers, no restart.
     let _f = Ferret::start_on(port, tempfile::tempdir().unwrap());
     wait_until_ok(&c, &s, Duration::from_secs(15)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.get(s.admin_url("/readyz")).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "readyz did not turn ready");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until_ready(&c, &s, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
@@ -332,11 +337,7 @@ async fn the_indexes_exist_once_the_host_is_ready() {
     let f = Ferret::start();
     let s = host_on(&f.uri());
     let c = client();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while c.get(s.admin_url("/readyz")).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "readyz did not turn ready");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until_ready(&c, &s, Duration::from_secs(15)).await;
     let db = mongodb::Client::with_uri_str(f.uri())
         .await
         .unwrap()
