@@ -11,6 +11,8 @@ set -euo pipefail
 PKG=$1
 VERSION=$("$(dirname "$0")/packages.sh" version "$PKG")
 NAME=${PKG##*/}
+# A major-version suffix is not the command's name (…/kustomize/v5 installs `kustomize`).
+if [[ $NAME =~ ^v[0-9]+$ ]]; then NAME=$(basename "$(dirname "$PKG")"); fi
 DIR="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/bin/$NAME-$VERSION"
 if [ ! -x "$DIR/$NAME" ]; then
   "$(dirname "$0")/packages.sh" need go

@@ -25,7 +25,7 @@ for suite in "$@"; do
         skip=(--skip concurrent_updates_are_atomic --skip pull_conditions --skip pull_query_over_documents)
         e2e=(--test api --test injection --test metrics)
       fi
-      cargo test --locked -p host --bin host mongodb_store -- --ignored "${skip[@]}"
+      cargo test --locked -p host --test conformance mongodb_store -- --ignored "${skip[@]}"
       TEST_STORE=mongodb cargo test --locked -p host "${e2e[@]}"
       ;;
     *) echo "usage: $0 [unit|mongodb]..." >&2; exit 2 ;;

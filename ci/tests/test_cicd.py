@@ -590,6 +590,77 @@ def test_the_docs_link_only_to_files_that_exist(tmp_path):
         assert not re.search(r"issue #|these machines|not re-run", text)
 
 
+# --- the docs' commands run as written ----------------------------------------------
+
+DOC_PAGES = ["README.md", "CONTRIBUTING.md", "SECURITY.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+# Languages pytest-codeblocks would not run: fine for output, pictures and data, never
+# for commands (those go in `bash` blocks, which run or carry a reason).
+NOT_COMMANDS = {"text", "mermaid", "yaml", "json"}
+
+
+def doc_block_problems(name, text, stages):
+    """What keeps a page's commands from being run by ci/doc-blocks.sh."""
+    problems = []
+    lines = text.splitlines()
+    in_fence, prev_blank, marks, in_list = False, True, [], False
+    for n, line in enumerate(lines, 1):
+        if line.lstrip().startswith("```"):
+            if not in_fence:
+                lang = line.strip()[3:].strip()
+                if lang != "bash" and lang not in NOT_COMMANDS:
+                    problems.append(f"{name}:{n}: a ```{lang or '(no language)'} block: commands go in ```bash")
+                for mark in marks:
+                    skip = re.fullmatch(r'skip\(reason="(.+)"\)', mark)
+                    stage = re.fullmatch(r'stage\("([\w-]+)"\)', mark)
+                    if skip is None and stage is None:
+                        problems.append(f"{name}:{n}: mark {mark!r}: use skip(reason=\"...\") or stage(\"ID\")")
+                    if stage and stage.group(1) not in stages:
+                        problems.append(f"{name}:{n}: no stage runs ci/doc-blocks.sh {stage.group(1)}")
+                marks = []
+            in_fence = not in_fence
+            prev_blank = False
+            continue
+        if in_fence:
+            continue
+        m = re.fullmatch(r"<!--pytest\.mark\.(.*)-->", line.strip())
+        if m:
+            marks.append(m.group(1))
+        elif line.startswith("    ") and line.strip() and prev_blank and not in_list:
+            problems.append(f"{name}:{n}: an indented code block: fence it as ```bash (or ```text)")
+        if line.strip():
+            # Indented text after a list item continues the item; it is not code.
+            in_list = bool(re.match(r"\s*([-*+]|\d+\.)\s", line)) or (in_list and line.startswith(" "))
+        prev_blank = not line.strip()
+    return problems
+
+
+def doc_block_stages():
+    """The stages that run `ci/doc-blocks.sh STAGE` inside their own block of .ci/run."""
+    run = (ROOT / ".ci/run").read_text()
+    found = set()
+    for m in re.finditer(r"^if stage ([\w-]+); then\n(.*?)^fi$", run, re.M | re.S):
+        found.update(s for s in re.findall(r"ci/doc-blocks\.sh ([\w-]+)", m.group(2)) if s == m.group(1))
+    return found
+
+
+def test_every_command_in_the_docs_is_in_a_block_ci_runs_or_says_why_not():
+    stages = doc_block_stages()
+    assert {"docs", "quick-start"} <= stages
+    problems = []
+    for page in DOC_PAGES:
+        problems += doc_block_problems(page, (ROOT / page).read_text(), stages)
+    assert problems == []
+    # The README's journeys are in blocks, each run or marked.
+    readme = (ROOT / "README.md").read_text()
+    assert "```bash\ncp .env.example .env" in readme and "docker compose up -d --wait" in readme
+    # The check can fail: an unfenced command, a ```sh block, a skip without a reason,
+    # a stage nobody runs.
+    planted = ("Run:\n\n    docker compose up -d\n\n```sh\nls\n```\n\n<!--pytest.mark.skip-->\n```bash\nls\n```\n\n"
+               '<!--pytest.mark.stage("nowhere")-->\n```bash\nls\n```\n\n- a list\n\n    continued\n')
+    found = doc_block_problems("planted.md", planted, stages)
+    assert [p.split(":")[1] for p in found] == ["3", "5", "10", "15"], found
+
+
 # --- secrets never on a command line ----------------------------------------------
 
 # A process's arguments are readable by every user of the machine (/proc/PID/cmdline,

@@ -78,3 +78,18 @@ def test_ci_run_stages_match_their_table():
             assert need in seen, f"{sid} needs {need}, which does not run before it"
         seen.add(sid)
     assert not re.search(r'^stage "', run, re.M), "a stage outside the table"
+
+
+def cfg_test_module_files(src):
+    """`mod NAME;` declarations compiled only for tests: test code living in src/."""
+    found = []
+    for f in sorted(src.rglob("*.rs")):
+        found += [f"{f.relative_to(src)}: {m}" for m in re.findall(r"#\[cfg\(test\)\]\s*(?:pub(?:\(crate\))? )?mod (\w+);", f.read_text())]
+    return found
+
+
+def test_no_test_only_module_file_in_src(tmp_path):
+    assert cfg_test_module_files(ROOT / "host/src") == []
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/mod.rs").write_text("#[cfg(test)]\nmod conformance;\n#[cfg(test)]\nmod tests {}\n")
+    assert cfg_test_module_files(tmp_path) == ["data/mod.rs: conformance"]

@@ -1,17 +1,10 @@
-//! The host binary: parse configuration, wire the capabilities, serve until told to
-//! stop. See docs/architecture.md for the architecture.
+//! The host binary: parse configuration, wire the capabilities (the `host` library's
+//! modules), serve until told to stop. See docs/architecture.md for the architecture.
 
-mod admin;
-mod bench_native;
-mod budget;
-mod config;
-mod data;
-mod engine;
-mod healthcheck;
-mod ingress;
-mod keyvalue;
-mod server;
-mod telemetry;
+use host::{
+    admin, bench_native, budget, config, data, engine, healthcheck, ingress, keyvalue, server,
+    telemetry,
+};
 
 use anyhow::Context;
 use clap::Parser;

@@ -5,7 +5,7 @@
 # One patch (skip-empty-exchange.patch): FerretDB 1.24 ignores the SCRAM option
 # skipEmptyExchange that MongoDB 4.4+ honours, and the Rust driver then fails
 # authentication; with it the stand-in authenticates the application's user the
-# way MongoDB does (host/tests/mongo_faults.rs, ci/compose-smoke.sh).
+# way MongoDB does (host/tests/mongo_faults.rs, ci/compose-standins.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 out=../bin/ferretdb

@@ -9,9 +9,6 @@
 pub mod embedded;
 pub mod mongo;
 
-#[cfg(test)]
-mod conformance;
-
 use crate::telemetry::{LOGGED_GUEST_TEXT_MAX, Metrics, bounded};
 use bson::{Document, RawDocumentBuf};
 use doc_query::{Filter, Limits, Projection, QueryError, Sort, Update};

@@ -1,10 +1,18 @@
 //! One conformance suite, every store: the same cases run against the embedded store
-//! (always) and MongoDB (with `TEST_MONGODB_URI`; `.ci/run` points it at FerretDB).
-//! Where FerretDB differs from MongoDB on something we rely on, the case says so.
+//! (always) and MongoDB (with `TEST_MONGODB_URI`; `.ci/run` points it at FerretDB),
+//! through the `Store` trait only. Where FerretDB differs from MongoDB on something
+//! we rely on, the case says so.
+//!
+//! `cargo test -p host --test conformance` runs it on the embedded store;
+//! `TEST_MONGODB_URI=mongodb://… cargo test -p host --test conformance -- --ignored`
+//! on MongoDB.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::{Change, FindSpec, Query, Store, StoreError};
 use bson::{Bson, DateTime, Document, RawDocumentBuf, doc, oid::ObjectId};
 use doc_query::{Filter, Limits, Projection, Sort, Update};
+use host::data::embedded::{EmbeddedOptions, EmbeddedStore};
+use host::data::mongo::{MongoConfig, MongoStore};
+use host::data::{Change, FindSpec, Query, Store, StoreError};
 use std::sync::Arc;
 
 /// A store under test and whatever keeps it alive (a temp dir).
@@ -15,8 +23,11 @@ pub struct Harness {
 
 pub fn embedded() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = super::embedded::EmbeddedStore::open(dir.path(), super::embedded::tests::options())
-        .expect("open");
+    let options = EmbeddedOptions {
+        cache_bytes: 8 << 20,
+        scan_threads: 2,
+    };
+    let store = EmbeddedStore::open(dir.path(), options).expect("open");
     Harness {
         store: Arc::new(store),
         _keep: Some(dir),
@@ -33,7 +44,7 @@ pub fn mongodb() -> Harness {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let cfg = super::mongo::MongoConfig {
+    let cfg = MongoConfig {
         uri,
         credential: None,
         database,
@@ -47,8 +58,8 @@ pub fn mongodb() -> Harness {
     };
     // Opening blocks on the driver's own runtime: do it off the test's runtime.
     let store = std::thread::spawn(move || {
-        let metrics = crate::telemetry::Metrics::new().expect("metrics");
-        super::mongo::MongoStore::open(&cfg, &metrics, &["tasks".to_owned()]).expect("open")
+        let metrics = host::telemetry::Metrics::new().expect("metrics");
+        MongoStore::open(&cfg, &metrics, &["tasks".to_owned()]).expect("open")
     })
     .join()
     .expect("open thread");
