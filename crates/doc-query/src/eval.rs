@@ -173,6 +173,63 @@ fn resolve_in_value<'a>(v: &'a Bson, rest: &[String], out: &mut Vec<&'a Bson>) {
 }
 
 /// The value a sort key sees: the first value the path reaches, `null` if missing.
+/// An order-preserving encoding of a sort value, for index keys: for any two values
+/// that have one, comparing the bytes is [`compare_total`] (equal values, such as 1
+/// and 1.0, encode the same). Each encoding ends where it ends (fixed length, or a
+/// terminator), so a key may go on after it (an index appends the `_id`'s).
+///
+/// `None` for values without one: documents, arrays, binaries, Decimal128, regexes,
+/// code, and int64s past 2^53 (which a double cannot hold exactly). A store keeps
+/// documents whose sort value is one of those outside its index, and always
+/// considers them.
+pub fn sort_bytes(v: &Bson) -> Option<Vec<u8>> {
+    const EXACT: i64 = 1 << 53;
+    let mut out = vec![bracket(v)];
+    let number = |out: &mut Vec<u8>, d: f64| {
+        // NaN sorts below every number (MongoDB), below -inf's encoding here.
+        let bits = if d.is_nan() {
+            0
+        } else {
+            let b = (if d == 0.0 { 0.0f64 } else { d }).to_bits();
+            if b >> 63 == 1 { !b } else { b | 1 << 63 }
+        };
+        out.extend_from_slice(&bits.to_be_bytes());
+    };
+    match v {
+        Bson::MinKey | Bson::MaxKey | Bson::Null | Bson::Undefined => {}
+        Bson::Int32(i) => number(&mut out, f64::from(*i)),
+        Bson::Int64(i) if (-EXACT..=EXACT).contains(i) => number(&mut out, *i as f64),
+        Bson::Double(d) => number(&mut out, *d),
+        Bson::String(s) | Bson::Symbol(s) => {
+            // 0x00 escaped as 00 FF and 00 00 at the end: a prefix sorts first.
+            for b in s.bytes() {
+                out.push(b);
+                if b == 0 {
+                    out.push(0xff);
+                }
+            }
+            out.extend_from_slice(&[0, 0]);
+        }
+        Bson::ObjectId(o) => out.extend_from_slice(&o.bytes()),
+        Bson::Boolean(b) => out.push(u8::from(*b)),
+        Bson::DateTime(d) => {
+            out.extend_from_slice(&((d.timestamp_millis() as u64) ^ 1 << 63).to_be_bytes())
+        }
+        Bson::Timestamp(t) => {
+            out.extend_from_slice(&t.time.to_be_bytes());
+            out.extend_from_slice(&t.increment.to_be_bytes());
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// [`sort_bytes`] of the value a sort on top-level `field` orders `doc` by (missing
+/// is null, as in a sort).
+pub fn sort_bytes_of(doc: &Document, field: &str) -> Option<Vec<u8>> {
+    sort_bytes(&sort_key(doc, &[field.to_owned()]))
+}
+
 pub(crate) fn sort_key(doc: &Document, path: &[String]) -> Bson {
     resolve(doc, path)
         .first()

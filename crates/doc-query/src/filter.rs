@@ -1,6 +1,6 @@
 //! Filters: parse (= validate against the allow-list) and match.
 
-use crate::eval::{compare_same_bracket, resolve, values_equal};
+use crate::eval::{compare_same_bracket, resolve, sort_bytes, values_equal};
 use crate::{Limits, QueryError, check_doc_depth, invalid, not_allowed, parse_path};
 use bson::{Bson, Document};
 use regex_automata::meta;
@@ -139,6 +139,49 @@ impl Filter {
                 }
             }
             _ => None,
+        }
+    }
+
+    /// Inclusive bounds, as [`sort_bytes`] encodings, on the sort value at top-level
+    /// `field` of every document this filter matches whose value there has an
+    /// encoding: where a store reading an index on `field` may start and stop (it
+    /// still applies the whole filter to what it reads). `None` on a side: no bound
+    /// (the filter says nothing there, or nothing with an encoding).
+    pub fn sort_bounds(&self, field: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        type Bounds = (Option<Vec<u8>>, Option<Vec<u8>>);
+        // Both sides must hold: the tighter bound of each.
+        fn both((lo, hi): Bounds, (l, h): Bounds) -> Bounds {
+            let tighter = |a: Option<Vec<u8>>, b: Option<Vec<u8>>, pick_max: bool| match (a, b) {
+                (Some(a), Some(b)) => Some(if (a > b) == pick_max { a } else { b }),
+                (a, b) => a.or(b),
+            };
+            (tighter(lo, l, true), tighter(hi, h, false))
+        }
+        match self {
+            Filter::And(parts) => parts
+                .iter()
+                .map(|p| p.sort_bounds(field))
+                .fold((None, None), both),
+            // Either side may hold: the looser bound, and none if one part has none.
+            Filter::Or(parts) if !parts.is_empty() => {
+                let all: Vec<Bounds> = parts.iter().map(|p| p.sort_bounds(field)).collect();
+                let lo = all.iter().map(|b| b.0.clone()).collect::<Option<Vec<_>>>();
+                let hi = all.iter().map(|b| b.1.clone()).collect::<Option<Vec<_>>>();
+                (
+                    lo.and_then(|v| v.into_iter().min()),
+                    hi.and_then(|v| v.into_iter().max()),
+                )
+            }
+            Filter::Field { path, conds } if path.len() == 1 && path[0] == field => conds
+                .iter()
+                .map(|c| match c {
+                    Cond::Eq(x) => (sort_bytes(x), sort_bytes(x)),
+                    Cond::Cmp(Ordering::Greater, _, x) => (sort_bytes(x), None),
+                    Cond::Cmp(_, _, x) => (None, sort_bytes(x)),
+                    _ => (None, None),
+                })
+                .fold((None, None), both),
+            _ => (None, None),
         }
     }
 

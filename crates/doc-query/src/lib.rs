@@ -16,7 +16,7 @@ mod filter;
 mod select;
 mod update;
 
-pub use eval::{compare_total, values_equal};
+pub use eval::{compare_total, sort_bytes, sort_bytes_of, values_equal};
 pub use filter::Filter;
 pub use select::{SelectError, Window, id_key, select, version_matches};
 pub use update::Update;
@@ -296,6 +296,22 @@ impl Sort {
             d.insert(path.join("."), if *asc { 1 } else { -1 });
         }
         d
+    }
+
+    /// If this sort is by one top-level field and then `_id` in the same direction
+    /// (or by the field alone, ascending: ties fall back to `_id` ascending), that
+    /// field and whether ascending: the order of an index on (field, `_id`), read
+    /// forward or backward.
+    pub fn single_field(&self) -> Option<(&str, bool)> {
+        match self.keys.as_slice() {
+            [(f, asc), (id, id_asc)]
+                if f.len() == 1 && id.len() == 1 && id[0] == "_id" && asc == id_asc =>
+            {
+                Some((f[0].as_str(), *asc))
+            }
+            [(f, true)] if f.len() == 1 => Some((f[0].as_str(), true)),
+            _ => None,
+        }
     }
 
     /// Order two documents; ties fall back to `_id` so results are deterministic.

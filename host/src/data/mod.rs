@@ -111,6 +111,20 @@ impl From<QueryError> for StoreError {
     }
 }
 
+/// The orders the API lists in, per collection: each field then `_id`, ascending or
+/// descending. Every store serves them from an index (the embedded store's index
+/// tables, MongoDB's `{field: 1, _id: 1}` indexes), so a page costs the page, not
+/// the collection.
+pub const SORT_INDEXES: &[(&str, &[&str])] = &[("tasks", &["created", "due", "priority"])];
+
+/// The fields [`SORT_INDEXES`] lists for `collection` (none for others).
+pub fn sort_indexes(collection: &str) -> &'static [&'static str] {
+    SORT_INDEXES
+        .iter()
+        .find(|(c, _)| *c == collection)
+        .map_or(&[], |(_, fields)| fields)
+}
+
 /// Every store implements the same operations with the same semantics; the
 /// conformance tests run against each. Documents come back as raw BSON: the host
 /// hands the store's bytes to the guest without decoding and re-encoding them.

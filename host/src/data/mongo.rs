@@ -73,19 +73,19 @@ fn bounded_name(name: &str) -> String {
         .collect()
 }
 
-/// Indexes the tasks API's queries use (filters on status/tags, sorts on
-/// created/due/priority). Created idempotently at start.
+/// Indexes the tasks API's queries use: the list orders every store indexes
+/// ([`super::SORT_INDEXES`], each `{field: 1, _id: 1}`), and the filters on
+/// status and tags. Created idempotently at start.
 fn indexes_for(collection: &str) -> Vec<Document> {
-    match collection {
-        "tasks" => vec![
-            doc! {"status": 1, "created": 1},
-            doc! {"tags": 1},
-            doc! {"created": 1, "_id": 1},
-            doc! {"due": 1, "_id": 1},
-            doc! {"priority": 1, "_id": 1},
-        ],
-        _ => Vec::new(),
+    let mut indexes: Vec<Document> = super::sort_indexes(collection)
+        .iter()
+        .map(|field| doc! {*field: 1, "_id": 1})
+        .collect();
+    if collection == "tasks" {
+        indexes.push(doc! {"status": 1, "created": 1});
+        indexes.push(doc! {"tags": 1});
     }
+    indexes
 }
 
 impl MongoStore {
