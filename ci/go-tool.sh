@@ -15,6 +15,13 @@ NAME=${PKG##*/}
 if [[ $NAME =~ ^v[0-9]+$ ]]; then NAME=$(basename "$(dirname "$PKG")"); fi
 DIR="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/bin/$NAME-$VERSION"
 if [ ! -x "$DIR/$NAME" ]; then
+  # .ci/run builds the tools in the background ahead of the stages that use them:
+  # a stage that needs one still building waits for it (one lock per tool).
+  mkdir -p "$(dirname "$DIR")"
+  exec 9>"$DIR.lock"
+  flock 9
+fi
+if [ ! -x "$DIR/$NAME" ]; then
   "$(dirname "$0")/packages.sh" need go
   echo "building $NAME $VERSION from the Go module proxy (once per machine) ..." >&2
   mkdir -p "$DIR"
