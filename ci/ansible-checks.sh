@@ -3,14 +3,15 @@
 #
 #   ci/ansible-checks.sh lint               # syntax check of every playbook, ansible-lint
 #                                           # (production profile, offline), yamllint, checkov
-#   ci/ansible-checks.sh converge-host      # docker + k8s_tools into a Debian 12 chroot, twice:
-#                                           # the second run must change nothing; then the result
+#   ci/ansible-checks.sh converge-host      # docker + k8s_tools over SSH into a separate Debian 12
+#                                           # machine (ci/ssh-target.sh), twice: the second run
+#                                           # must change nothing; then the result, read over SSH
 #   ci/ansible-checks.sh converge-cluster   # app + sonarqube against KUBECONFIG's cluster, twice,
 #                                           # from deleted namespaces; then the rendered Secrets
 #
 # Tools from $VENV (default .venv: ansible, ansible-lint, checkov, yamllint).
-# converge-host needs root (chroot), debootstrap and Debian's archive, and KUBECTL
-# (the kubectl the role installs, served on loopback). converge-cluster needs
+# converge-host needs root (network namespaces), debootstrap, apt-cacher-ng and
+# Debian's archive, and KUBECTL (the kubectl the role installs, served to the target). converge-cluster needs
 # KUBECONFIG and KUBECTL. Exit codes: 0 passed, 1 a check failed, 2 usage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +21,6 @@ export PATH="$VENV/bin:$PATH"
 export ANSIBLE_CONFIG="$ROOT/ansible/ansible.cfg"
 # Plain output: recaps are parsed below.
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
-CACHE="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}"
 cd "$ROOT/ansible"
 
 # Runs a playbook command twice and fails unless the second run changed nothing.
@@ -70,66 +70,36 @@ sys.exit("\n".join(bad) if bad else 0)
 converge-host)
   : "${KUBECTL:?KUBECTL must name the kubectl binary to serve}"
   WORK=$(mktemp -d)
-  TARGET="$WORK/target"
-  MIRROR_PID=""
   cleanup() {
-    [ -n "$MIRROR_PID" ] && kill "$MIRROR_PID" 2>/dev/null
-    for m in var/cache/apt/archives proc; do mountpoint -q "$TARGET/$m" && umount "$TARGET/$m"; done
+    bash "$ROOT/ci/ssh-target.sh" stop "$WORK/target" || true
     rm -rf "$WORK"
   }
   trap cleanup EXIT
-  # The target: Debian 12 minbase from debootstrap (shared with ci/base-images.sh)
-  # plus python3, as a cloud image has it, cached once per machine.
-  BASE="$CACHE/rootfs-bookworm-ansible-target"
-  if [ ! -x "$BASE/usr/bin/python3" ]; then
-    "$ROOT/ci/packages.sh" install debootstrap
-    rm -rf "$BASE.tmp"
-    debootstrap --variant=minbase --include=python3,ca-certificates bookworm "$BASE.tmp" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 \
-      || { tail -20 "$WORK/debootstrap.log"; exit 1; }
-    # No init system runs in a chroot: package scripts must not try to start services.
-    printf '#!/bin/sh\nexit 101\n' >"$BASE.tmp/usr/sbin/policy-rc.d"
-    chmod 755 "$BASE.tmp/usr/sbin/policy-rc.d"
-    mv "$BASE.tmp" "$BASE"
-  fi
-  cp -a "$BASE" "$TARGET"
-  cp /etc/resolv.conf "$TARGET/etc/resolv.conf"
-  mount -t proc proc "$TARGET/proc"
-  # Downloaded .debs are kept between runs (Debian's archive is the slow part).
-  mkdir -p "$CACHE/apt-archives/partial"
-  mount --bind "$CACHE/apt-archives" "$TARGET/var/cache/apt/archives"
-  # The role downloads kubectl and its .sha256 from here, as it would from dl.k8s.io.
+  # The role downloads kubectl and its .sha256 from here, as it would from dl.k8s.io,
+  # ...and the Compose plugin, as from Compose's releases (hash and file name, their format).
   mkdir "$WORK/mirror"
   cp "$KUBECTL" "$WORK/mirror/kubectl"
   sha256sum "$WORK/mirror/kubectl" | cut -d' ' -f1 >"$WORK/mirror/kubectl.sha256"
-  # ...and the Compose plugin, as from Compose's releases (hash and file name, their format).
   cp -L "$(bash "$ROOT/tools/compose/build.sh")" "$WORK/mirror/docker-compose-linux-x86_64"
   (cd "$WORK/mirror" && sha256sum docker-compose-linux-x86_64 >docker-compose-linux-x86_64.sha256)
-  port=$("$ROOT/ci/free-port.py")
-  python3 -m http.server --bind 127.0.0.1 --directory "$WORK/mirror" "$port" >"$WORK/mirror.log" 2>&1 &
-  MIRROR_PID=$!
-  cat >"$WORK/inventory.yml" <<YAML
-all:
-  children:
-    devsecops:
-      hosts:
-        chroot-target:
-          ansible_connection: community.general.chroot
-          ansible_host: $TARGET
-          ansible_python_interpreter: /usr/bin/python3
-          ci_mirror: http://127.0.0.1:$port
-YAML
+  # The target: a separate Debian 12 machine reached over SSH (ci/ssh-target.sh).
+  CI_MIRROR_DIR="$WORK/mirror" bash "$ROOT/ci/ssh-target.sh" start "$WORK/target" >"$WORK/host-vars"
+  {
+    printf 'all:\n  children:\n    devsecops:\n      hosts:\n        tasks-target:\n'
+    sed 's/^/          /' "$WORK/host-vars"
+  } >"$WORK/inventory.yml"
   converge_twice host -i "$WORK/inventory.yml" -e @ci/host-vars.yml docker.yml k8s-tools.yml
-  # The result, read from the target itself.
-  in_target() { chroot "$TARGET" "$@"; }
+  # The result, read from the target itself, over SSH.
+  in_target() { bash "$ROOT/ci/ssh-target.sh" ssh "$WORK/target" "$@"; }
   in_target dpkg-query -W -f '${Package} ${Version} ${Status}\n' docker.io python3-docker python3-kubernetes | tee "$WORK/pkgs"
   [ "$(grep -c 'install ok installed' "$WORK/pkgs")" = 3 ] || { echo "packages missing" >&2; exit 1; }
-  python3 - "$TARGET/etc/docker/daemon.json" <<'PY'
+  in_target cat /etc/docker/daemon.json | python3 -c '
 import json, sys
-d = json.load(open(sys.argv[1]))
+d = json.load(sys.stdin)
 assert d["live-restore"] is True and d["no-new-privileges"] is True and d["log-opts"]["max-size"] == "10m", d
 print("daemon.json:", json.dumps(d, sort_keys=True))
-PY
-  [ "$(stat -c '%a %U' "$TARGET/etc/docker/daemon.json")" = "644 root" ]
+'
+  [ "$(in_target stat -c '%a %U' /etc/docker/daemon.json)" = "644 root" ]
   in_target getent group docker | grep -E '(:|,)deploy(,|$)' >/dev/null || { echo "deploy is not in the docker group" >&2; exit 1; }
   # Whole outputs into variables: a reader that stops early (head, grep -q) would
   # SIGPIPE the writer, and pipefail would fail the run on it.
@@ -140,7 +110,7 @@ PY
   compose=$(in_target docker compose version)
   echo "$compose"
   case "$compose" in *v5.6.0*) ;; *) echo "\`docker compose\` in the target is not v5.6.0" >&2; exit 1 ;; esac
-  echo "host roles converged: packages, daemon.json, docker group, kubectl verified, docker compose"
+  echo "host roles converged over SSH: packages, daemon.json, docker group, kubectl verified, docker compose"
   ;;
 
 converge-cluster)
