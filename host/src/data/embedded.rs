@@ -150,6 +150,11 @@ fn reindex(txn: &redb::WriteTransaction, coll: &str, w: &Written) -> Result<(), 
 /// Build every index not built yet (a store written before it existed, or with an
 /// older key format) from the documents, in one transaction.
 fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
+    // Checked in a read transaction first: a store opened again (every restart)
+    // then needs no write transaction, and so no fsync, before it serves.
+    if indexes_current(db)? {
+        return Ok(());
+    }
     let mut txn = db.begin_write().map_err(internal)?;
     txn.set_durability(Durability::Immediate)
         .map_err(internal)?;
@@ -191,6 +196,28 @@ fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
         tracing::info!(indexes = built, "embedded store: indexes built");
     }
     Ok(())
+}
+
+/// Whether every index of `SORT_INDEXES` is built, in the current format.
+fn indexes_current(db: &Database) -> Result<bool, StoreError> {
+    let txn = db.begin_read().map_err(internal)?;
+    let meta = match txn.open_table(INDEX_META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+        Err(e) => return Err(internal(e)),
+    };
+    for (coll, fields) in super::SORT_INDEXES {
+        for field in *fields {
+            let format = meta
+                .get(index_name(coll, field).as_str())
+                .map_err(internal)?
+                .map(|v| v.value());
+            if format != Some(INDEX_FORMAT) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// A sorted, windowed find read from the index on `field`: the unindexed documents,
@@ -910,6 +937,27 @@ pub(crate) mod tests {
         let store = EmbeddedStore::open(dir.path(), options()).expect("reopen");
         let (held, want) = index_state(&store.db, "tasks", &docs);
         assert_eq!(held, want);
+    }
+
+    /// A store whose indexes are built is opened again without a write
+    /// transaction: its index check finishes while another writer holds the
+    /// store's only write transaction (a write would wait for it).
+    #[test]
+    fn reopening_a_store_with_its_indexes_takes_no_write_transaction() {
+        let (store, _dir) = store_with(20);
+        let db = store.db.clone();
+        let writer = store.db.begin_write().expect("txn");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(ensure_indexes(&db).is_ok());
+        });
+        let checked = rx.recv_timeout(Duration::from_secs(10));
+        drop(writer);
+        assert_eq!(
+            checked,
+            Ok(true),
+            "the index check waited for the write transaction"
+        );
     }
 
     /// A scan whose caller has gone stops, releasing its slot: with one scan
