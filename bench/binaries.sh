@@ -31,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # name bin -> sets <name>_API, <name>_PID
+start() { # name bin -> sets <name>_API, <name>_ADMIN, <name>_PID
   local name=$1 bin=$2 api admin
   api=$(free_port)
   admin=$(free_port)
@@ -39,6 +39,7 @@ start() { # name bin -> sets <name>_API, <name>_PID
     --data-dir "$WORK/$name-data" 2>"$WORK/$name.log" &
   PIDS+=($!)
   printf -v "${name}_API" %s "$api"
+  printf -v "${name}_ADMIN" %s "$admin"
   printf -v "${name}_PID" %s "$!"
 }
 start base "$BASE_BIN"
@@ -70,6 +71,11 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 awk '{ printf "round %s %-4s candidate/baseline = %.2f\n", $1, $2, $4 / $3 }' "$WORK/ratios"
 for side in base cand; do
-  pid_var="${side}_PID"
+  pid_var="${side}_PID" admin_var="${side}_ADMIN"
   echo "$side peak RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/${!pid_var}/status")"
+  # The host's own metric, over every instance of the run (both routes).
+  curl -sf "http://127.0.0.1:${!admin_var}/metrics" | awk -v side="$side" '
+    /^wasm_instantiate_duration_seconds_sum/ { s = $2 }
+    /^wasm_instantiate_duration_seconds_count/ { c = $2 }
+    END { if (c) printf "%s instantiate: mean %.1f us over %d instances\n", side, s / c * 1e6, c }'
 done
