@@ -72,7 +72,16 @@ start)
   mkdir -p "$CACHE/apt-cacher-ng" "$DIR/acng-log"
   echo "Acquire::http::Proxy \"http://$HOST_IP:3142\";" >"$TARGET/etc/apt/apt.conf.d/01proxy"
 
-  # The link. Names carry this shell's PID, so a second run's target does not collide.
+  # The link. Its addresses are fixed, so there is one target per machine: one
+  # left by a run killed before its `stop` is switched off first.
+  for ns in $(ip netns list | awk '/^tasks-target-[0-9]+/ {print $1}'); do
+    echo "switching off the target a killed run left: $ns"
+    for pid in $(ip netns pids "$ns"); do kill -KILL "$pid" 2>/dev/null || true; done
+    ip netns del "$ns"
+  done
+  for link in $(ip -o link show | sed -n 's/^[0-9]*: \(tt[0-9]*h\)@.*/\1/p'); do ip link del "$link"; done
+  pkill -f "apt-cacher-ng .*BindAddress=$HOST_IP " || true
+  pkill -f "http.server --bind $HOST_IP " || true
   NS="tasks-target-$$" VETH="tt$$h"
   echo "$NS" >"$DIR/netns"
   echo "$VETH" >"$DIR/veth"
