@@ -71,7 +71,8 @@ def word_text(word):
     for part in word.get("Parts") or []:
         kind = part["Type"]
         if kind in ("Lit", "SglQuoted"):
-            out += part["Value"]
+            # shfmt's JSON leaves Value out of an empty string ('').
+            out += part.get("Value", "")
         elif kind == "DblQuoted":
             inner = word_text(part)
             if inner is None:
