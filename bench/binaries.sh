@@ -74,8 +74,5 @@ for side in base cand; do
   pid_var="${side}_PID" admin_var="${side}_ADMIN"
   echo "$side peak RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/${!pid_var}/status")"
   # The host's own metric, over every instance of the run (both routes).
-  curl -sf "http://127.0.0.1:${!admin_var}/metrics" | awk -v side="$side" '
-    /^wasm_instantiate_duration_seconds_sum/ { s = $2 }
-    /^wasm_instantiate_duration_seconds_count/ { c = $2 }
-    END { if (c) printf "%s instantiate: mean %.1f us over %d instances\n", side, s / c * 1e6, c }'
+  echo "$side instantiate: mean $(instantiate_mean_us "127.0.0.1:${!admin_var}") us"
 done

@@ -166,6 +166,13 @@ guest_wasm() {
 }
 
 # rss_kb PID: resident set size now, in KiB.
+# instantiate_mean_us ADMIN_ADDR: the host's mean instantiate time (µs) over its life,
+# from its own metric.
+instantiate_mean_us() {
+  curl -sf "http://$1/metrics" | awk '/^wasm_instantiate_duration_seconds_sum/ { s = $2 }
+    /^wasm_instantiate_duration_seconds_count/ { c = $2 } END { if (c) printf "%.1f", s / c * 1e6 }'
+}
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # fd_count PID: open file descriptors now.
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }

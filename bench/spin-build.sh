@@ -29,8 +29,7 @@ run() {
   id=$(seed "$HOST_API")
   read -r one _ < <(wrk_round "$BENCH_WORK/one" "http://$HOST_API/api/tasks/$id")
   read -r list _ < <(wrk_round "$BENCH_WORK/list" "http://$HOST_API/api/tasks?limit=20")
-  inst=$(curl -s "http://$HOST_ADMIN/metrics" | awk '/^wasm_instantiate_duration_seconds_sum/ {s=$2}
-    /^wasm_instantiate_duration_seconds_count/ {c=$2} END {printf "%.1f", s/c*1e6}')
+  inst=$(instantiate_mean_us "$HOST_ADMIN")
   printf '%-5s get_one=%9s req/s  list20=%8s req/s  instantiate_mean=%6s us\n' "$mode" "$one" "$list" "$inst"
   stop_pid "$HOST_PID"
   rm -rf "$BENCH_WORK/$mode-data"

@@ -163,15 +163,10 @@ fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
         let mut meta = txn.open_table(INDEX_META).map_err(internal)?;
         for (coll, fields) in super::SORT_INDEXES {
             for field in *fields {
-                let name = index_name(coll, field);
-                if meta
-                    .get(name.as_str())
-                    .map_err(internal)?
-                    .map(|v| v.value())
-                    == Some(INDEX_FORMAT)
-                {
+                if index_built(&meta, coll, field)? {
                     continue;
                 }
+                let name = index_name(coll, field);
                 let unindexed = unindexed_name(coll, field);
                 for t in [&name, &unindexed] {
                     txn.delete_table(table(t)).map_err(internal)?;
@@ -208,16 +203,25 @@ fn indexes_current(db: &Database) -> Result<bool, StoreError> {
     };
     for (coll, fields) in super::SORT_INDEXES {
         for field in *fields {
-            let format = meta
-                .get(index_name(coll, field).as_str())
-                .map_err(internal)?
-                .map(|v| v.value());
-            if format != Some(INDEX_FORMAT) {
+            if !index_built(&meta, coll, field)? {
                 return Ok(false);
             }
         }
     }
     Ok(true)
+}
+
+/// Whether INDEX_META records the index on `coll.field` as built in the current format.
+fn index_built(
+    meta: &impl ReadableTable<&'static str, u64>,
+    coll: &str,
+    field: &str,
+) -> Result<bool, StoreError> {
+    let format = meta
+        .get(index_name(coll, field).as_str())
+        .map_err(internal)?
+        .map(|v| v.value());
+    Ok(format == Some(INDEX_FORMAT))
 }
 
 /// A sorted, windowed find read from the index on `field`: the unindexed documents,
