@@ -157,6 +157,17 @@ print("Secrets rendered from the vault: mongodb-auth (root), tasks-api-mongodb (
 ' "$mongo_pw" "$mongo_root_pw"
   "$KUBECTL" get deployment/tasks-api statefulset/mongodb -n tasks-api
   "$KUBECTL" get statefulset/sonarqube -n sonarqube
+  # The image is the version shipped: this checkout's commit; another version (a new
+  # commit) is rolled out by the next converge.
+  image() { "$KUBECTL" get deployment tasks-api -n tasks-api -o jsonpath='{.spec.template.spec.containers[0].image}'; }
+  want="tasks-api:$(git -C "$ROOT" rev-parse --short=12 HEAD)"
+  [ "$(image)" = "$want" ] || { echo "the Deployment runs $(image), not $want" >&2; exit 1; }
+  ansible-playbook -i "$WORK/inventory.yml" -e @ci/cluster-vars.yml -e @"$WORK/vault.yml" \
+    --vault-password-file "$WORK/vault-pass" -e app_version=ci-next-commit app.yml | tee "$WORK/next.log" | grep -E '^\S+\s+: ok='
+  grep -E '^\S+\s+: ok=' "$WORK/next.log" | grep -E 'changed=[1-9]' >/dev/null \
+    || { echo "a new version changed nothing" >&2; exit 1; }
+  [ "$(image)" = tasks-api:ci-next-commit ] || { echo "a new version was not rolled out: $(image)" >&2; exit 1; }
+  echo "versions: $want deployed, re-converged with changed=0; tasks-api:ci-next-commit rolled out by the next converge"
   # The kubeconfig the role wrote for Jenkins is the deployer ServiceAccount's.
   who=$("$KUBECTL" --kubeconfig "$ANSIBLE_CI_BUILD_DIR/deployer.kubeconfig" auth whoami -o jsonpath='{.status.userInfo.username}')
   [ "$who" = system:serviceaccount:tasks-api:tasks-api-deployer ] || { echo "Jenkins' kubeconfig is $who's" >&2; exit 1; }

@@ -1,27 +1,26 @@
 #!/usr/bin/env bash
-# The container link, end to end on this machine: lint the Dockerfiles, build the
-# image from the real Dockerfile (base images replaced by local stand-ins where no
-# registry can be pulled from), write its SBOMs and audit what it links against the
-# RustSec snapshot, run it as production does, push it to a registry and pull it
-# back by digest. The compose journey runs from the README itself, in the docs stage
-# (ci/doc-blocks.sh), with this image.
+# The container link, on the image CD shipped: lint the Dockerfiles, pull the
+# pushed image back by its digest (the same image, not a rebuild), write its SBOMs
+# and audit what it links against the RustSec snapshot, and run it as production
+# does. The image is built and pushed by the Jenkinsfile's own steps (.ci/run's cd
+# stage, ci/build-image.sh --prebuilt from the run's one release build); the compose
+# journey runs from the README itself, in the docs stage (ci/doc-blocks.sh), with
+# this image, tagged tasks-api:ci here.
 #
-#   ci/container-checks.sh [IMAGE]     # default tasks-api:ci
+#   ci/container-checks.sh REPOSITORY@sha256:DIGEST
 #
-# Starts its own Docker engine (ci/docker-engine.sh) and local registry when needed
-# and stops what it started, also on failure. Tools: hadolint and checkov from
-# $VENV/bin (default .venv), Go for the registry and FerretDB (built once per machine).
-# Exit codes: 0 passed, 1 a step failed.
+# Needs the registry that holds it and a Docker engine (DOCKER_HOST; started with
+# ci/docker-engine.sh and stopped again when unset). Tools: hadolint and checkov
+# from $VENV/bin (default .venv).
+# Exit codes: 0 passed, 1 a step failed, 2 usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-IMAGE=${1:-tasks-api:ci}
+case "${1:-}" in *@sha256:*) REF=$1 ;; *) echo "usage: $0 REPOSITORY@sha256:DIGEST" >&2; exit 2 ;; esac
 VENV=${VENV:-.venv}
 export DOCKER=/usr/bin/docker   # Debian's 20.10 client: BuildKit works through it
 STARTED_ENGINE=""
-STARTED_REGISTRY=""
 step() { echo; echo "--- [$(date -u +%H:%M:%S)] $*"; }
 cleanup() {
-  if [ -n "$STARTED_REGISTRY" ]; then ci/local-registry.sh stop || true; fi
   if [ -n "$STARTED_ENGINE" ]; then
     "$DOCKER" ps -aq | xargs -r "$DOCKER" rm -f >/dev/null 2>&1 || true
     ci/docker-engine.sh stop || true
@@ -29,12 +28,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ci/packages.sh install debootstrap
-
 step "lint: hadolint, checkov"
 "$VENV/bin/hadolint" Dockerfile ci/standins/*.Dockerfile
 "$VENV/bin/checkov" --framework dockerfile -f Dockerfile -d ci/standins --skip-download --quiet --compact \
-  | tee /tmp/checkov-dockerfile.$$ 
+  | tee /tmp/checkov-dockerfile.$$
 grep -q "Failed checks: 0" /tmp/checkov-dockerfile.$$ && ! grep -q "Failed checks: [1-9]" /tmp/checkov-dockerfile.$$
 rm -f /tmp/checkov-dockerfile.$$
 
@@ -46,20 +43,17 @@ fi
 export DOCKER_HOST
 "$DOCKER" version --format 'client {{.Client.Version}}, server {{.Server.Version}}'
 
-step "base image (stand-in, cached)"
-# The image is fed from the run's one release build (ci/build-image.sh --prebuilt),
-# so only the runtime base is needed; the Dockerfile's compile stage is built by
-# GitHub Actions and Jenkins (docs/container.md).
-BASE_IMAGE_ARGS=$(ci/base-images.sh --runtime-only)
-export BASE_IMAGE_ARGS
-echo "$BASE_IMAGE_ARGS"
-
-step "build the image from the Dockerfile"
-start=$(date +%s)
-ci/build-image.sh --prebuilt "$IMAGE" --network host >/tmp/image-build.$$ 2>&1 || { tail -60 /tmp/image-build.$$; exit 1; }
-tail -5 /tmp/image-build.$$
-rm -f /tmp/image-build.$$
-echo "image built in $(( $(date +%s) - start ))s"
+step "pull the pushed image back by digest"
+repo=${REF%@*}
+want=$("$DOCKER" image inspect -f '{{.Id}}' "$REF" 2>/dev/null || true)
+# Every local name of that repository goes first, so the image comes from the registry.
+"$DOCKER" image ls --format '{{.Repository}}:{{.Tag}}' "$repo" | grep -v ':<none>$' | xargs -r "$DOCKER" rmi >/dev/null || true
+"$DOCKER" pull -q "$REF" >/dev/null
+got=$("$DOCKER" image inspect -f '{{.Id}}' "$REF")
+if [ -n "$want" ] && [ "$got" != "$want" ]; then echo "pulled $got, pushed $want" >&2; exit 1; fi
+echo "pulled by digest: $REF (image ${got:0:19}${want:+, the one pushed})"
+IMAGE=tasks-api:ci
+"$DOCKER" tag "$REF" "$IMAGE"
 
 step "SBOM and known vulnerabilities (offline)"
 ci/sbom.sh target/sbom
@@ -72,15 +66,3 @@ rm -rf "$bin"
 
 step "run it as production does"
 ci/smoke-image.sh "$IMAGE" 40
-
-step "push to a registry, pull back by digest"
-REGISTRY=$(ci/local-registry.sh start)
-STARTED_REGISTRY=1
-ref=$(DOCKER="$DOCKER" ci/push-image.sh "$IMAGE" "$REGISTRY/tasks-api" "$(git rev-parse --short HEAD)" ci)
-echo "pushed $ref"
-want=$("$DOCKER" image inspect -f '{{.Id}}' "$IMAGE")
-"$DOCKER" rmi "$REGISTRY/tasks-api:ci" "$REGISTRY/tasks-api:$(git rev-parse --short HEAD)" >/dev/null
-"$DOCKER" pull -q "$ref" >/dev/null
-got=$("$DOCKER" image inspect -f '{{.Id}}' "$ref")
-[ "$got" = "$want" ] || { echo "pulled $got, pushed $want" >&2; exit 1; }
-echo "pulled by digest: same image $got"

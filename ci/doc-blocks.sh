@@ -6,7 +6,7 @@
 #
 # STAGE `docs` runs every unmarked block, with the stand-ins this machine needs in
 # place of what no registry here serves (the variables are the ones the docs name;
-# docs/testing.md): its own Docker engine, the image the container stage built from
+# docs/testing.md): its own Docker engine, the image the pipeline (cd stage) built from
 # the Dockerfile as `tasks-api` and `tasks-api:dev`, compose's stand-in services
 # (COMPOSE_FILE), the image's pushed digest as IMAGE, kubectl and kustomize on PATH.
 # It lists the blocks marked skip with their reasons, and those that other stages
@@ -48,7 +48,7 @@ if [ "$STAGE" = docs ]; then
     STARTED_ENGINE=1
   fi
   export DOCKER_HOST
-  # `docker build -t tasks-api .` stands for the image the container stage built
+  # `docker build -t tasks-api .` stands for the image the pipeline (cd stage) built
   # from the same Dockerfile (ci/build-image.sh --prebuilt), under the names the
   # docs use; it was pushed to a registry and pulled back by digest there.
   "$DOCKER" image inspect tasks-api:ci >/dev/null 2>&1 \

@@ -11,10 +11,15 @@ import org.codehaus.groovy.ast.ASTNode
 import org.codehaus.groovy.ast.CodeVisitorSupport
 import org.codehaus.groovy.ast.builder.AstBuilder
 import org.codehaus.groovy.ast.expr.ArgumentListExpression
+import org.codehaus.groovy.ast.expr.BinaryExpression
 import org.codehaus.groovy.ast.expr.ClosureExpression
 import org.codehaus.groovy.ast.expr.ConstantExpression
+import org.codehaus.groovy.ast.expr.Expression
 import org.codehaus.groovy.ast.expr.GStringExpression
+import org.codehaus.groovy.ast.expr.ListExpression
+import org.codehaus.groovy.ast.expr.MapExpression
 import org.codehaus.groovy.ast.expr.MethodCallExpression
+import org.codehaus.groovy.ast.expr.TupleExpression
 import org.codehaus.groovy.ast.expr.VariableExpression
 import org.codehaus.groovy.ast.stmt.BlockStatement
 import org.codehaus.groovy.ast.stmt.ExpressionStatement
@@ -56,6 +61,47 @@ String firstString(MethodCallExpression m) {
         if (e instanceof GStringExpression) { return e.text }
     }
     null
+}
+
+/**
+ * An expression as data, for ci/jenkins-pipeline.py, which runs the pipeline's steps:
+ * constants as themselves, a step or directive call as [call, args, named, body],
+ * lists and maps as such, `x = v` as [assign, value], a GString as [gstring], and
+ * anything else as [expr: its source text], which the runner refuses unless it
+ * knows the form (`params.NAME`).
+ */
+def describe(Expression e) {
+    if (e instanceof ConstantExpression) { return e.value }
+    if (e instanceof GStringExpression) { return [gstring: e.text] }
+    if (e instanceof ListExpression) { return e.expressions.collect { describe(it) } }
+    if (e instanceof MapExpression) {
+        return e.mapEntryExpressions.collectEntries { [(it.keyExpression.text): describe(it.valueExpression)] }
+    }
+    if (e instanceof ClosureExpression) { return statementsOf(e) }
+    if (e instanceof BinaryExpression && e.operation.text == '=') {
+        return [assign: e.leftExpression.text, value: describe(e.rightExpression)]
+    }
+    if (e instanceof MethodCallExpression) {
+        def positional = []
+        Map named = [:]
+        def closure = null
+        def a = e.arguments
+        def items = a instanceof TupleExpression ? a.expressions : [a]
+        items.each { x ->
+            if (x instanceof MapExpression) { named.putAll(describe(x) as Map) }
+            else if (x instanceof ClosureExpression) { closure = statementsOf(x) }
+            else { positional << describe(x) }
+        }
+        return [call: e.methodAsString, args: positional, named: named, body: closure]
+    }
+    [expr: e.text]
+}
+
+/** The statements of a closure, described, in order. */
+List statementsOf(ClosureExpression c) {
+    def code = c.code
+    def statements = code instanceof BlockStatement ? code.statements : [code]
+    statements.collect { s -> s instanceof ExpressionStatement ? describe(s.expression) : [expr: s.text] }
 }
 
 /** Every method call anywhere below a node, in source order. */
@@ -118,6 +164,13 @@ if (pipeline == null) {
 def sections = calls(closureArg(pipeline))
 def result = [sections: sections*.methodAsString, stages: [], post: [:], sh: shScripts(pipeline),
               agent: agentOf(sections.find { it.methodAsString == 'agent' })]
+// What ci/jenkins-pipeline.py needs to run the pipeline: the directives as data.
+['parameters', 'environment', 'options'].each { name ->
+    def section = sections.find { it.methodAsString == name }
+    result[name] = section ? statementsOf(closureArg(section)) : []
+}
+def postSection = sections.find { it.methodAsString == 'post' }
+result.postRun = postSection ? calls(closureArg(postSection)).collectEntries { [(it.methodAsString): statementsOf(closureArg(it))] } : [:]
 def stages = sections.find { it.methodAsString == 'stages' }
 if (stages != null) {
     calls(closureArg(stages)).each { st ->
@@ -131,6 +184,8 @@ if (stages != null) {
             steps: steps ? stepNames(steps) : [],
             sh: body ? shScripts(body) : [],
             agent: agentOf(inner.find { it.methodAsString == 'agent' }),
+            run: steps ? statementsOf(closureArg(steps)) : [],
+            when: inner.find { it.methodAsString == 'when' }?.with { statementsOf(closureArg(it)) },
         ]
     }
 }

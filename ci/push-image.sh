@@ -7,7 +7,9 @@
 #
 # Credentials, when the registry needs them, come only from the environment
 # (REGISTRY_USERNAME, REGISTRY_PASSWORD; never echoed): Jenkins binds them from its
-# credential store, GitHub Actions from repository secrets.
+# credential store, GitHub Actions from repository secrets. The login lives in a
+# Docker config made for this push and deleted after it, so the credential is not
+# left on a shared build agent, whatever the registry.
 # Optional: DIGEST_FILE=path also receives the reference.
 # Exit codes: 0 pushed, 1 the push failed, 2 usage.
 set -euo pipefail
@@ -19,6 +21,9 @@ DOCKER=${DOCKER:-docker}
 
 if [ -n "${REGISTRY_USERNAME:-}" ]; then
   set +x
+  DOCKER_CONFIG=$(mktemp -d)
+  export DOCKER_CONFIG
+  trap 'rm -rf "$DOCKER_CONFIG"' EXIT
   registry=${REPO%%/*}
   case "$registry" in *.*|*:*|localhost) ;; *) registry=docker.io ;; esac
   printf '%s' "${REGISTRY_PASSWORD:?REGISTRY_PASSWORD is required with REGISTRY_USERNAME}" \

@@ -7,6 +7,7 @@
 #   ci/sonarqube.sh start DIR       # starts it in the background, prints the URL; does not wait
 #   ci/sonarqube.sh wait DIR [SECS] # until /api/system/status is UP (default 900 s)
 #   ci/sonarqube.sh token DIR       # replaces admin/admin by a random password, prints an admin user token
+#   ci/sonarqube.sh analysis-token DIR PROJECT  # after `token`: a token that may only analyse PROJECT (Jenkins')
 #   ci/sonarqube.sh stop DIR        # stops it by PID (also a half-started one)
 #
 # Elasticsearch's disk watermarks are off: they are percentages of the whole disk
@@ -20,7 +21,7 @@
 set -euo pipefail
 VERSION=$("$(dirname "$0")/packages.sh" version org.sonarsource.sonarqube:sonar-application)
 CACHE="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/sonarqube"
-[ $# -ge 2 ] || { echo "usage: $0 start|wait|token|stop DIR [SECS]" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 start|wait|token|analysis-token|stop DIR [SECS|PROJECT]" >&2; exit 2; }
 CMD=$1 DIR=$2
 
 java_bin() {
@@ -115,6 +116,15 @@ token)
     | curl -sS --fail-with-body --config - -XPOST "$url/api/user_tokens/generate" --data-urlencode "name=ci-$(date +%s)" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
   ;;
+analysis-token)
+  # Jenkins' credential: a project analysis token can scan that one project and
+  # read its gate; it cannot administer the server or touch another project.
+  [ $# -eq 3 ] || { echo "usage: $0 analysis-token DIR PROJECT" >&2; exit 2; }
+  printf 'user = "admin:%s"\n' "$(cat "$DIR/admin-password")" \
+    | curl -sS --fail-with-body --config - -XPOST "$(cat "$DIR/url")/api/user_tokens/generate" \
+      --data-urlencode "name=jenkins-$(date +%s)" --data-urlencode type=PROJECT_ANALYSIS_TOKEN --data-urlencode "projectKey=$3" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+  ;;
 stop)
   if [ -f "$DIR/pid" ]; then
     pid=$(cat "$DIR/pid")
@@ -127,5 +137,5 @@ stop)
     rm -f "$DIR/pid"
   fi
   ;;
-*) echo "usage: $0 start|wait|token|stop DIR [SECS]" >&2; exit 2 ;;
+*) echo "usage: $0 start|wait|token|analysis-token|stop DIR [SECS|PROJECT]" >&2; exit 2 ;;
 esac

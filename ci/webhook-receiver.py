@@ -8,7 +8,8 @@ does. Loopback only.
 
   ci/webhook-receiver.py serve DIR
       # on 127.0.0.1:0; writes DIR/port, then one JSON line per delivery to
-      # DIR/deliveries.jsonl (the verdict, the project, the gate's status)
+      # DIR/deliveries.jsonl (the verdict, the project, the task, the gate's
+      # status), which ci/jenkins-pipeline.py's waitForQualityGate reads
   ci/webhook-receiver.py check DIR PROJECT [SECS]
       # waits for a signed delivery of PROJECT's analysis whose quality gate is
       # OK, then replays its body with a forged signature and with none, which
@@ -54,6 +55,7 @@ def serve(out: pathlib.Path, secret: str) -> None:
                 payload = json.loads(body)
                 record["project"] = payload.get("project", {}).get("key")
                 record["gate"] = payload.get("qualityGate", {}).get("status")
+                record["task"] = payload.get("taskId")
             except ValueError:
                 pass
             with log.open("a") as f:

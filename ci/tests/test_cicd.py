@@ -6,6 +6,7 @@ CD design needs (read with Groovy's own parser: ci/jenkinsfile-structure.groovy)
 Each check has a negative case, so it is known to fail when it should."""
 
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -21,7 +22,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 README = (ROOT / "README.md").read_text()
 CICD_DOC = (ROOT / "docs" / "cicd.md").read_text()
 SCRIPT = re.compile(r"(?<![\w/.-])(ci/[\w./-]+\.(?:sh|py))")
-EXPECTED_STAGES = ["Checkout", "Lint", "Test", "Reports for SonarQube", "SonarQube analysis",
+EXPECTED_STAGES = ["Checkout", "Lint", "Test", "SonarQube analysis",
                    "Quality gate", "Build image", "Scan image", "Push image", "Deploy"]
 # Sections a declarative stage may hold (Jenkins' pipeline-model-definition).
 STAGE_SECTIONS = {"steps", "when", "environment", "options", "agent", "input", "tools", "post",
@@ -337,7 +338,7 @@ def test_jenkinsfile_credentials_are_never_echoed():
 def test_jenkinsfile_check_catches_structural_mistakes(jenkinsfile, tmp_path):
     s = copy.deepcopy(jenkinsfile)
     s["stages"][1]["sections"] = ["step"]                     # typo: no `steps`
-    s["stages"][5]["steps"] = ["steps", "timeout"]            # gate without waitForQualityGate
+    s["stages"][4]["steps"] = ["steps", "timeout"]            # gate without waitForQualityGate
     s["sh"].append("cargo test")                              # a step outside ci/
     s["sections"].append("stagess")
     problems = jenkinsfile_problems(s)
@@ -363,50 +364,21 @@ def jcasc():
     return yaml.safe_load((ROOT / "jenkins" / "casc" / "jenkins.yaml").read_text())
 
 
-def build_nodes(casc):
-    """(name, labels, mode) of every node or cloud template JCasC defines with
-    executors. Jenkins' rule: a NORMAL node takes any build, an EXCLUSIVE one only
-    builds whose label expression it matches."""
-    j = casc.get("jenkins", {})
-    nodes = []
-    if int(j.get("numExecutors", 2)) > 0:
-        nodes.append(("built-in", set(str(j.get("labelString", "")).split()) | {"built-in"}, j.get("mode", "NORMAL")))
-    for entry in j.get("nodes", []):
-        for spec in entry.values():
-            if int(spec.get("numExecutors", 1)) > 0:
-                nodes.append((spec["name"], set(str(spec.get("labelString", "")).split()) | {spec["name"]},
-                              spec.get("mode", "NORMAL")))
-    for cloud in j.get("clouds", []):
-        for spec in cloud.values():
-            for t in spec.get("templates", []):
-                nodes.append((t.get("name", "template"), set(str(t.get("labelString", "")).split()), t.get("mode", "NORMAL")))
-    return nodes
-
-
-def label_matches(expr, labels):
-    """A Jenkins label expression (atoms, &&, ||, !, parentheses) against a node's labels."""
-    tokens = re.findall(r"&&|\|\||!|\(|\)|[^\s&|!()]+", expr)
-    words = {"&&": "and", "||": "or", "!": "not", "(": "(", ")": ")"}
-    python = " ".join(words.get(t, str(t in labels)) for t in tokens)
-    return eval(python, {"__builtins__": {}})  # only True, False, and, or, not, parentheses
+# Jenkins' placement rule, as ci/jenkins-pipeline.py applies it when it runs the pipeline.
+_spec = importlib.util.spec_from_file_location("jenkins_pipeline", ROOT / "ci" / "jenkins-pipeline.py")
+jenkins_pipeline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(jenkins_pipeline)
+build_nodes, label_matches, place = jenkins_pipeline.build_nodes, jenkins_pipeline.label_matches, jenkins_pipeline.place
 
 
 def agent_problems(structure, casc):
     nodes = build_nodes(casc)
-
-    def placeable(agent):
-        label = agent.get("label") if isinstance(agent, dict) else None
-        if label:
-            return any(label_matches(label, labels) for _, labels, _ in nodes)
-        # `agent any`, or docker/dockerfile without a label: any node that takes unlabelled builds.
-        return agent != "none" and any(mode == "NORMAL" for _, _, mode in nodes)
-
     problems = []
     for st in structure["stages"]:
         agent = st.get("agent") or structure.get("agent")
         if agent in (None, "none"):
             problems.append(f"stage {st['name']!r} has no agent")
-        elif not placeable(agent):
+        elif place(agent, nodes) is None:
             problems.append(f"stage {st['name']!r}: no node in JCasC can run agent {agent}")
     return problems
 
@@ -417,6 +389,10 @@ def credential_problems(casc, texts):
     used = set()
     for t in texts:
         used |= set(re.findall(r"credentialsId:\s*'([^']+)'", t)) | set(re.findall(r"credentials\('([^']+)'\)", t))
+        # A credential id given as a build parameter: its default must be defined.
+        for param in re.findall(r"credentialsId:\s*params\.(\w+)", t):
+            default = re.search(rf"name:\s*'{param}',\s*defaultValue:\s*'([^']+)'", t)
+            used.add(default.group(1) if default else f"<parameter {param} without a default>")
 
     def walk(node):
         if isinstance(node, dict):
@@ -459,6 +435,9 @@ def test_the_executor_check_fails_where_jenkins_would_wait_for_ever(jenkinsfile)
     ]
     assert credential_problems(jcasc(), ["withCredentials([string(credentialsId: 'npm-token')])"]) == [
         "credential 'npm-token' is used but JCasC defines no such id"]
+    assert credential_problems(jcasc(), ["string(name: 'CRED', defaultValue: 'ghcr', description: 'x')\n"
+                                         "withCredentials([usernamePassword(credentialsId: params.CRED)])"]) == [
+        "credential 'ghcr' is used but JCasC defines no such id"]
     assert label_matches("linux && (docker || podman) && !windows", {"linux", "docker"})
 
 

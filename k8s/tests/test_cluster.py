@@ -5,9 +5,10 @@ field validation, the CRDs' own schemas). kwok plays the kubelet, so pods reach
 Running and Ready without containers: probes and the image are proven by the
 container smoke test, not here.
 
-Needs K8S_LIVE_KUBECONFIG (and KUBECTL, the kubectl built with the server) and
-K8S_DEPLOYER_KUBECONFIG (ci/deployer-kubeconfig.sh's output, CD's identity);
-skipped without them, and .ci/run fails if anything here is skipped."""
+Needs K8S_LIVE_KUBECONFIG (and KUBECTL, the kubectl built with the server),
+K8S_DEPLOYER_KUBECONFIG (ci/deployer-kubeconfig.sh's output, CD's identity) and
+K8S_CD_IMAGE (the digest the Jenkinsfile's pipeline pushed and rolled, in .ci/run's
+cd stage); skipped without them, and .ci/run fails if anything here is skipped."""
 
 import copy
 import json
@@ -23,10 +24,11 @@ K8S = pathlib.Path(__file__).resolve().parents[1]
 ROOT = K8S.parent
 KUBECONFIG = os.environ.get("K8S_LIVE_KUBECONFIG")
 DEPLOYER_KUBECONFIG = os.environ.get("K8S_DEPLOYER_KUBECONFIG")
+CD_IMAGE = os.environ.get("K8S_CD_IMAGE")
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 
-pytestmark = pytest.mark.skipif(not (KUBECONFIG and DEPLOYER_KUBECONFIG),
-                                reason="no live cluster (K8S_LIVE_KUBECONFIG or K8S_DEPLOYER_KUBECONFIG unset)")
+pytestmark = pytest.mark.skipif(not (KUBECONFIG and DEPLOYER_KUBECONFIG and CD_IMAGE),
+                                reason="no live cluster (K8S_LIVE_KUBECONFIG, K8S_DEPLOYER_KUBECONFIG or K8S_CD_IMAGE unset)")
 
 
 def kubectl(*args, stdin=None, check=True):
@@ -226,11 +228,13 @@ def test_cd_identity_is_the_deployer_service_account_not_an_admin():
 
 
 def test_cd_can_roll_the_image_and_nothing_else():
-    """What the Jenkinsfile's Deploy stage needs works (.ci/run rolled the image with
-    this kubeconfig before these checks); everything else is refused by the API
-    server itself, not just by `auth can-i`."""
-    live = get("deployment", "tasks-api", "-n", "tasks-api")
-    assert live["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@sha256:" + "d2" * 32)
+    """What the Jenkinsfile's Deploy stage needs works (its pipeline rolled the image
+    it pushed with this kubeconfig before these checks); everything else is refused
+    by the API server itself, not just by `auth can-i`."""
+    live = get("deployment", "tasks-api", "-n", "tasks-api", "--show-managed-fields")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == CD_IMAGE
+    managers = {f["manager"] for f in live["metadata"]["managedFields"]}
+    assert "kubectl-set" in managers, f"the image was not set by `kubectl set image`: {managers}"
     r = as_deployer("rollout", "status", "deployment/tasks-api", "-n", "tasks-api", "--timeout", "30s")
     assert r.returncode == 0, r.stderr
     refused = {
