@@ -143,7 +143,7 @@ wrk_round() {
   local out=$1 url=$2
   shift 2
   wrk -t"${THREADS:-2}" -c"${CONNS:-32}" -d"${DURATION:-10s}" --latency "$@" "$url" >"$out"
-  ALLOW_NON_2XX=${ALLOW_NON_2XX:-0} python3 - "$out" <<'PY'
+  ALLOW_NON_2XX=${ALLOW_NON_2XX:-0} python3 - "$out" "$url" <<'PY'
 import os, re, sys
 t = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
@@ -152,7 +152,7 @@ def lat(p):
     v, u = float(m.group(1)), m.group(2)
     return v / 1000 if u == "us" else v * 1000 if u == "s" else v
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-if errs and os.environ["ALLOW_NON_2XX"] != "1": sys.exit(f"non-2xx answers: {errs.group(1)}")
+if errs and os.environ["ALLOW_NON_2XX"] != "1": sys.exit(f"non-2xx answers: {errs.group(1)} from {sys.argv[2]}")
 sock = re.search(r"Socket errors: (.*)", t)
 if sock: print(f"wrk socket errors: {sock.group(1)}", file=sys.stderr)
 print(f"{rps:.0f} {lat(50):.2f} {lat(99):.2f}")
