@@ -320,13 +320,17 @@ class Build:
             os.killpg(proc.pid, signal.SIGKILL)
         # A silent step times out too: the watchdog does not wait for output.
         timer = threading.Timer(timeout, expire) if timeout is not None else None
-        output = []
+        # The SonarQube plugin finds the analysis of this build in its log; the log
+        # itself is streamed, not kept.
+        in_sonar_env = bool(env.get("SONAR_CONFIG_NAME"))
         try:
             if timer:
                 timer.start()
             for line in proc.stdout:
-                output.append(line)
                 self.log(line.rstrip("\n"))
+                m = in_sonar_env and re.search(r"/api/ce/task\?id=([\w-]+)", line)
+                if m:
+                    self.sonar_task = m.group(1)
             proc.wait()
         finally:
             if timer:
@@ -334,12 +338,6 @@ class Build:
             os.unlink(path)
         if expired.is_set():
             raise StepFailed(f"sh timed out after {timeout:.0f} s")
-        if env.get("SONAR_CONFIG_NAME"):
-            # The SonarQube plugin finds the analysis of this build in its log.
-            for line in output:
-                m = re.search(r"/api/ce/task\?id=([\w-]+)", line)
-                if m:
-                    self.sonar_task = m.group(1)
         if proc.returncode != 0:
             raise StepFailed(f"script returned exit code {proc.returncode}")
 
@@ -372,7 +370,11 @@ class Build:
             for f in files:
                 Path(f).unlink(missing_ok=True)
 
-    def secret_to_file(self, content):
+    def file_credential(self, cid):
+        """A file credential written to a temporary file of the workspace's @tmp
+        (0600); the caller deletes it when its block ends."""
+        spec = self.controller.credential(cid, "file")
+        content = base64.b64decode(self.controller.resolve(spec["secretBytes"]))
         self.tmp.mkdir(parents=True, exist_ok=True)
         fd, path = tempfile.mkstemp(prefix="secret-", dir=self.tmp)
         with os.fdopen(fd, "wb") as f:
@@ -392,8 +394,7 @@ class Build:
                 spec = self.controller.credential(cid, "string")
                 bound[named["variable"]] = self.controller.resolve(spec["secret"])
             elif kind == "file":
-                spec = self.controller.credential(cid, "file")
-                path = self.secret_to_file(base64.b64decode(self.controller.resolve(spec["secretBytes"])))
+                path = self.file_credential(cid)
                 bound[named["variable"]] = path
                 files.append(path)
             else:
@@ -404,9 +405,9 @@ class Build:
         named = step["named"] or (step["args"][0] if step["args"] else {})
         if set(named) != {"credentialsId"}:
             raise Unsupported(f"withKubeConfig with {sorted(named)}")
-        spec = self.controller.credential(self.value(named["credentialsId"]), "file")
-        path = self.secret_to_file(base64.b64decode(self.controller.resolve(spec["secretBytes"])))
-        self.log(f"[Pipeline] withKubeConfig: credential {self.value(named['credentialsId'])}")
+        cid = self.value(named["credentialsId"])
+        path = self.file_credential(cid)
+        self.log(f"[Pipeline] withKubeConfig: credential {cid}")
         try:
             self.run_steps(step["body"], {**env, "KUBECONFIG": path}, deadline)
         finally:
