@@ -330,7 +330,14 @@ pub struct ProcessArgs {
     #[arg(long, env = "WORKERS", default_value_t = 0)]
     pub workers: usize,
 
-    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    /// Seconds to keep accepting requests after SIGTERM/SIGINT, with /readyz
+    /// answering 503, before the listeners close: the time a load balancer
+    /// (kube-proxy, an ingress) takes to stop sending new connections here. A
+    /// second signal ends it early.
+    #[arg(long, env = "SHUTDOWN_DELAY_SECS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub shutdown_delay_secs: u64,
+
+    /// Seconds to let in-flight requests finish after the listeners close.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 

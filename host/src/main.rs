@@ -306,6 +306,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the signal runtime")?;
     rt.block_on(server::shutdown_signal());
     shutting_down.store(true, Ordering::Relaxed);
+    // Draining: not ready, still serving, until the load balancer has taken this
+    // instance out (closing now refuses the connections already on their way).
+    let delay = Duration::from_secs(args.process.shutdown_delay_secs);
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_secs = args.process.shutdown_delay_secs,
+            "draining before the listeners close"
+        );
+        rt.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = server::shutdown_signal() => {}
+            }
+        });
+    }
     stop.cancel();
     let grace = Duration::from_secs(args.process.shutdown_grace_secs);
     if !server::wait_workers(&done_rx, workers + 1, grace) {

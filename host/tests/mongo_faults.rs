@@ -357,3 +357,18 @@ async fn the_indexes_exist_once_the_host_is_ready() {
         assert!(names.iter().any(|n| n == keys), "{keys} missing: {names:?}");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs TEST_FERRETDB_BIN; .ci/run provides it"]
+async fn a_second_host_on_the_same_database_becomes_ready() {
+    // A rolling update, a restart: the indexes exist already, and createIndexes
+    // must answer ok as MongoDB does. The stand-in dropped the connection when
+    // four or more of them existed (tools/ferretdb/existing-indexes.patch), and
+    // such a host never became ready; the real node's rolling update found it.
+    let f = Ferret::start();
+    let c = client();
+    let first = host_on(&f.uri());
+    wait_until_ready(&c, &first, Duration::from_secs(15)).await;
+    let second = host_on(&f.uri());
+    wait_until_ready(&c, &second, Duration::from_secs(15)).await;
+}

@@ -234,6 +234,26 @@ def test_minikube_runs_the_locally_built_image(rendered):
     assert (c["image"], c["imagePullPolicy"]) == ("tasks-api:dev", "Never"), c["image"]
 
 
+def test_minikube_serves_on_the_readme_node_port(rendered):
+    """`curl http://$(minikube ip):30080/...`: the Service's http port is that NodePort
+    (a patch without `protocol` missed the list's merge key and was dropped)."""
+    svc = next(d for t, d in all_docs(rendered)
+               if t == "overlays/minikube" and d["kind"] == "Service" and d["metadata"]["name"] == "tasks-api")
+    assert svc["spec"]["type"] == "NodePort"
+    assert {p["name"]: p.get("nodePort") for p in svc["spec"]["ports"]}["http"] == 30080, svc["spec"]["ports"]
+    assert "$(minikube ip):30080/api/tasks" in (K8S.parent / "README.md").read_text()
+
+
+def test_shutdown_drain_fits_the_grace_period(rendered):
+    """SIGTERM: the drain (SHUTDOWN_DELAY_SECS) and in-flight requests
+    (SHUTDOWN_GRACE_SECS) end before the kubelet's SIGKILL."""
+    d = next(d for t, d in all_docs(rendered) if t == "base" and d["kind"] == "Deployment")
+    cm = next(d for t, d in all_docs(rendered) if t == "base" and d["kind"] == "ConfigMap")
+    drain, grace = int(cm["data"]["SHUTDOWN_DELAY_SECS"]), int(cm["data"]["SHUTDOWN_GRACE_SECS"])
+    assert drain > 0, "without a drain, a rolling update refuses connections (test_node.py)"
+    assert drain + grace < d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+
+
 def test_ports_and_probes_match_the_host(rendered):
     """The Deployment uses the host's real ports and endpoints (README, config.rs)."""
     d = next(d for t, d in all_docs(rendered) if t == "base" and d["kind"] == "Deployment")

@@ -11,6 +11,14 @@
 #
 # DIR holds the PKI, etcd's data, logs (DIR/logs) and the PIDs. A failed start
 # stops whatever it had started. Ports are free loopback ports chosen at start.
+#
+# tools/k8s/node.sh starts it for the real node, inside that node's network
+# namespace, with these (the defaults are the kwok cluster's):
+#   KWOK_NODES=0                  no kwok, no fake nodes, no pre-made volumes
+#   SERVICE_CIDR=198.19.0.0/24    the Services' range (default 10.0.0.0/24)
+#   ADVERTISE_ADDRESS=198.18.0.2  the kubernetes Service's endpoint, which pods
+#                                 reach; the apiserver then listens on every
+#                                 address of its (the node's) namespace
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -18,8 +26,14 @@ usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$(mkdir -p "$2" && cd "$2" && pwd)
+KWOK_NODES=${KWOK_NODES:-3}
+SERVICE_CIDR=${SERVICE_CIDR:-10.0.0.0/24}
+ADVERTISE_ADDRESS=${ADVERTISE_ADDRESS:-127.0.0.1}
 
 log() { echo "[control-plane] $*" >&2; }
+PKI_DIR=$dir/pki LOG_DIR=$dir/logs PID_FILE=$dir/pids
+# shellcheck source=tools/k8s/lib.sh
+. "$here/lib.sh"
 
 stop_all() {
   local pidfile=$dir/pids
@@ -48,90 +62,66 @@ free_port() {
   "$here/../../ci/free-port.py"
 }
 
-# run NAME ARGS...: start a component in the background, its output in
-# DIR/logs/NAME.log, its PID recorded for stop.
-run() {
-  local name=$1
-  shift
-  "$@" >"$dir/logs/$name.log" 2>&1 &
-  echo "$name $!" >>"$dir/pids"
-}
-
-# wait_for NAME SECONDS CHECK...: poll CHECK until it succeeds; fail with the
-# component's log if it dies or the time runs out.
-wait_for() {
-  local name=$1 seconds=$2
-  shift 2
-  local pid t0=$SECONDS
-  pid=$(awk -v n="$name" '$1 == n {print $2}' "$dir/pids")
-  until "$@" >/dev/null 2>&1; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "$name exited; its log:"
-      tail -40 "$dir/logs/$name.log" >&2
-      return 1
-    fi
-    if [ $((SECONDS - t0)) -ge "$seconds" ]; then
-      log "$name not ready after $seconds s; its log:"
-      tail -40 "$dir/logs/$name.log" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
-  log "$name ready in $((SECONDS - t0)) s"
-}
-
 pki() {
   local p=$dir/pki
   [ -f "$p/ca.crt" ] && return 0
   mkdir -p "$p"
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=tasks-ci-ca \
     -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
-  # cert NAME SUBJECT [SAN]: a key and a certificate signed by the CA.
-  cert() {
-    local name=$1 subj=$2 san=${3:-}
-    openssl req -newkey rsa:2048 -nodes -subj "$subj" -keyout "$p/$name.key" -out "$p/$name.csr" 2>/dev/null
-    local ext
-    ext=$(mktemp)
-    if [ -n "$san" ]; then
-      printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$san" >"$ext"
-    else
-      printf 'extendedKeyUsage=clientAuth\n' >"$ext"
-    fi
-    openssl x509 -req -in "$p/$name.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
-      -days 30 -extfile "$ext" -out "$p/$name.crt" 2>/dev/null
-    rm -f "$ext" "$p/$name.csr"
-  }
+  local service_ip
+  service_ip=$(python3 -c 'import ipaddress, sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$SERVICE_CIDR")
   cert apiserver /CN=kube-apiserver \
-    "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    "IP:127.0.0.1,IP:$ADVERTISE_ADDRESS,IP:$service_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   # system:masters: the bootstrap admin that RBAC always allows.
   cert admin "/O=system:masters/CN=tasks-ci-admin"
   cert controller-manager /CN=system:kube-controller-manager
   cert scheduler /CN=system:kube-scheduler
+  # The apiserver's identity towards kubelets (logs, exec, port-forward)
+  # (tools/k8s/node.sh binds it to system:kubelet-api-admin, and no more).
+  cert kubelet-client /CN=kube-apiserver-kubelet-client
   # Service-account token signing pair.
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
 }
 
-kubeconfig() {
-  local user=$1 out=$2 server=$3
-  cat >"$out" <<EOF
+# kwok_nodes OUT: kwok, KWOK_NODES fake nodes and the volumes their pods claim.
+kwok_nodes() {
+  local out=$1
+  run kwok "$dir/bin/kwok" --kubeconfig "$dir/kubeconfig" \
+    --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --config "$out/stages.yaml" \
+    --server-address "127.0.0.1:$(free_port)"
+
+  # Three fake nodes in three zones, so the Deployment's topology spread and
+  # the PodDisruptionBudgets mean something.
+  local k=("$dir/bin/kubectl" --kubeconfig "$dir/kubeconfig")
+  for i in $(seq 0 $((KWOK_NODES - 1))); do
+    "${k[@]}" apply --server-side -f - >/dev/null <<EOF
 apiVersion: v1
-kind: Config
-clusters:
-  - name: tasks-ci
-    cluster:
-      server: $server
-      certificate-authority: $dir/pki/ca.crt
-users:
-  - name: $user
-    user:
-      client-certificate: $dir/pki/$user.crt
-      client-key: $dir/pki/$user.key
-contexts:
-  - name: tasks-ci
-    context: {cluster: tasks-ci, user: $user}
-current-context: tasks-ci
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    topology.kubernetes.io/zone: zone-$i
+    type: kwok
+status:
+  allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
+  capacity: {cpu: "8", memory: 32Gi, pods: "110"}
 EOF
+  done
+  wait_for kwok 60 "${k[@]}" wait --for condition=Ready node --all --timeout 1s
+
+  # Storage as a cluster without a dynamic provisioner has it: a default
+  # StorageClass and pre-made volumes that the PersistentVolume controller
+  # binds claims to (the smallest that fits). kwok mounts nothing; these only
+  # let StatefulSets with volumeClaimTemplates be scheduled.
+  volumes static 8 /var/lib/kwok-static | "${k[@]}" apply --server-side -f - >/dev/null
 }
 
 start() {
@@ -163,18 +153,26 @@ start() {
     --unsafe-no-fsync --log-level warn
   wait_for etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health"
 
-  # The endpoint reconciler is off because 127.0.0.1 may not be advertised as
-  # the kubernetes Service's endpoint; nothing here needs that endpoint.
+  # On loopback the endpoint reconciler is off, because 127.0.0.1 may not be
+  # advertised as the kubernetes Service's endpoint; no kwok pod needs it. The
+  # real node's pods do (CoreDNS watches Services): there the apiserver listens
+  # on the node namespace's addresses and advertises the node's, and kubelets'
+  # serving certificates are checked against the cluster's CA.
+  local node_args=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+  if [ "$ADVERTISE_ADDRESS" != 127.0.0.1 ]; then
+    node_args=(--bind-address 0.0.0.0 --advertise-address "$ADVERTISE_ADDRESS"
+      --kubelet-certificate-authority "$dir/pki/ca.crt" --kubelet-preferred-address-types InternalIP)
+  fi
   run kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    "${node_args[@]}" --secure-port "$api_port" \
     --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
     --client-ca-file "$dir/pki/ca.crt" \
     --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.0.0.0/24 \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
     --authorization-mode Node,RBAC \
-    --endpoint-reconciler-type none \
+    --kubelet-client-certificate "$dir/pki/kubelet-client.crt" --kubelet-client-key "$dir/pki/kubelet-client.key" \
     --allow-privileged=false \
     --profiling=false
   kubeconfig admin "$dir/kubeconfig" "$server"
@@ -203,69 +201,8 @@ start() {
     --bind-address 127.0.0.1 --secure-port "$(free_port)" \
     --pod-max-in-unschedulable-pods-duration 10s \
     --leader-elect=false
-  run kwok "$bin/kwok" --kubeconfig "$dir/kubeconfig" \
-    --manage-all-nodes=false \
-    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --config "$out/stages.yaml" \
-    --server-address "127.0.0.1:$(free_port)"
-
-  # Three fake nodes in three zones, so the Deployment's topology spread and
-  # the PodDisruptionBudgets mean something.
-  local k=("$bin/kubectl" --kubeconfig "$dir/kubeconfig")
-  for i in 0 1 2; do
-    "${k[@]}" apply --server-side -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Node
-metadata:
-  name: kwok-node-$i
-  annotations:
-    kwok.x-k8s.io/node: fake
-  labels:
-    kubernetes.io/hostname: kwok-node-$i
-    kubernetes.io/os: linux
-    kubernetes.io/arch: amd64
-    topology.kubernetes.io/zone: zone-$i
-    type: kwok
-status:
-  allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
-  capacity: {cpu: "8", memory: 32Gi, pods: "110"}
-EOF
-  done
-  wait_for kwok 60 "${k[@]}" wait --for condition=Ready node --all --timeout 1s
-
-  # Storage as a cluster without a dynamic provisioner has it: a default
-  # StorageClass and pre-made volumes that the PersistentVolume controller
-  # binds claims to (the smallest that fits). kwok mounts nothing; these only
-  # let StatefulSets with volumeClaimTemplates be scheduled.
-  {
-    cat <<EOF
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: static
-  annotations:
-    storageclass.kubernetes.io/is-default-class: "true"
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
-reclaimPolicy: Retain
-EOF
-    for i in $(seq 0 7); do
-      cat <<EOF
----
-apiVersion: v1
-kind: PersistentVolume
-metadata:
-  name: static-$i
-spec:
-  storageClassName: static
-  capacity: {storage: 20Gi}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  hostPath: {path: /var/lib/kwok-static/$i}
-EOF
-    done
-  } | "${k[@]}" apply --server-side -f - >/dev/null
-  wait_for kube-controller-manager 60 "${k[@]}" get serviceaccount default -n default
+  if [ "$KWOK_NODES" -gt 0 ]; then kwok_nodes "$out"; fi
+  wait_for kube-controller-manager 60 "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get serviceaccount default -n default
   trap - EXIT
   log "up: $server; KUBECONFIG=$dir/kubeconfig; logs in $dir/logs"
   echo "$dir/kubeconfig"
