@@ -273,6 +273,9 @@ start() {
   local t0=$SECONDS
   mkdir -p "$node/logs"
   : >"$node/pids"
+  # Built (or found in the cache) out here: the namespace has no network to
+  # download with.
+  "$here/build.sh" >/dev/null
   network
   cgroups
   # The control plane in the node's namespace, where pods reach it through the
