@@ -244,6 +244,18 @@ def test_minikube_serves_on_the_readme_node_port(rendered):
     assert "$(minikube ip):30080/api/tasks" in (K8S.parent / "README.md").read_text()
 
 
+def test_replicas_are_left_to_the_hpa(rendered):
+    """A Deployment an HPA scales sets no `replicas` (every apply would reset the
+    HPA's choice); one without an HPA sets it."""
+    for target in BUILTIN_TARGETS:
+        docs = [d for t, d in all_docs(rendered) if t == target]
+        scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+        for d in docs:
+            if d["kind"] == "Deployment":
+                has = "replicas" in d["spec"]
+                assert has != (d["metadata"]["name"] in scaled), (target, d["metadata"]["name"], d["spec"].get("replicas"))
+
+
 def test_shutdown_drain_fits_the_grace_period(rendered):
     """SIGTERM: the drain (SHUTDOWN_DELAY_SECS) and in-flight requests
     (SHUTDOWN_GRACE_SECS) end before the kubelet's SIGKILL."""
