@@ -131,12 +131,13 @@ def test_every_pod_is_running_and_ready_through_its_probes():
 
 def test_a_task_written_through_the_node_port_is_read_back():
     title = f"node journey {uuid.uuid4()}"
-    base = f"http://{NODE_IP}:{NODE_PORT}/api/tasks"
-    created = in_node("curl", "-sS", "--fail-with-body", "-m", "10", "-XPOST", base,
-                      "-H", "content-type: application/json", "-d", json.dumps({"title": title}))
-    task = json.loads(created.stdout)
+    code, _, payload = api("POST", "/api/tasks", {"title": title})
+    assert code == 201, (code, payload)
+    task = json.loads(payload)
     assert task["title"] == title
-    got = json.loads(in_node("curl", "-sS", "--fail-with-body", "-m", "10", f"{base}/{task['id']}").stdout)
+    code, _, payload = api("GET", f"/api/tasks/{task['id']}")
+    assert code == 200, (code, payload)
+    got = json.loads(payload)
     assert got["title"] == title and got["id"] == task["id"]
 
 

@@ -31,6 +31,11 @@ mkdir -p "$out/bin"
 
 log() { echo "[k8s-build] $*" >&2; }
 
+# module_dir MODULE@VERSION: where the Go module cache holds that module's source.
+module_dir() {
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
 timed() {
   local what=$1
   shift
@@ -76,7 +81,7 @@ fi
 # our hand-made Node Ready and keep its heartbeat, the pod stages move pods
 # to Running so that rollouts complete. They ship in kwok's module.
 if [ ! -s "$out/stages.yaml" ]; then
-  kwok_dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  kwok_dir=$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")
   stage_dir="$kwok_dir/kustomize/stage"
   {
     for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
@@ -110,7 +115,7 @@ go_tool "$coredns_dir" "$COREDNS_VERSION" github.com/coredns/coredns
 # pause: the process every pod's sandbox is, static (its image has nothing else).
 pause_dir="$cache_root/k8s/pause-$KUBE_VERSION"
 if [ ! -x "$pause_dir/pause" ]; then
-  kube_src=$(cd "$here/kube" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  kube_src=$(cd "$here/kube" && module_dir "k8s.io/kubernetes@$KUBE_VERSION")
   mkdir -p "$pause_dir"
   timed "pause $KUBE_VERSION" gcc -Os -static -Wall -Werror \
     -DVERSION="$KUBE_VERSION" -o "$pause_dir/pause.tmp" "$kube_src/build/pause/linux/pause.c"

@@ -36,30 +36,9 @@ PKI_DIR=$dir/pki LOG_DIR=$dir/logs PID_FILE=$dir/pids
 . "$here/lib.sh"
 
 stop_all() {
-  local pidfile=$dir/pids
-  [ -f "$pidfile" ] || return 0
-  # All are told to stop at once (a component that outlives its apiserver or
-  # etcd only logs errors until its own SIGTERM lands); then each is waited for,
-  # and killed after 10 s, in reverse start order.
-  local pids
-  pids=$(tac "$pidfile" | awk '{print $2}')
-  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in $pids; do
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "pid $pid ignored SIGTERM for 10 s; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  done
-  rm -f "$pidfile"
+  [ -f "$PID_FILE" ] || return 0
+  stop_recorded
   log "stopped"
-}
-
-free_port() {
-  "$here/../../ci/free-port.py"
 }
 
 pki() {

@@ -4,6 +4,7 @@
 # background with their logs in LOG_DIR and PIDs in PID_FILE; pre-made volumes.
 # The sourcing script sets those three and defines log. Exit codes: none (a
 # library).
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # cert NAME SUBJECT [SAN]: PKI_DIR/NAME.key and .crt signed by PKI_DIR/ca; a
 # server certificate when SAN is given, a client certificate otherwise.
@@ -51,6 +52,32 @@ run() {
   shift
   "$@" >"$LOG_DIR/$name.log" 2>&1 &
   echo "$name $!" >>"$PID_FILE"
+}
+
+# stop_recorded: every PID in PID_FILE told to stop at once (a component that
+# outlives its apiserver or etcd only logs errors until its own SIGTERM lands);
+# then each is waited for, and killed after 10 s, in reverse start order.
+stop_recorded() {
+  [ -f "$PID_FILE" ] || return 0
+  local pids pid
+  pids=$(tac "$PID_FILE" | awk '{print $2}')
+  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $pids; do
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid ignored SIGTERM for 10 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -f "$PID_FILE"
+}
+
+# free_port: a free loopback TCP port (ci/free-port.py).
+free_port() {
+  "$LIB_DIR/../../ci/free-port.py"
 }
 
 # wait_for NAME SECONDS CHECK...: poll CHECK until it succeeds; fail with NAME's

@@ -67,7 +67,6 @@ k() { "$dir/bin/kubectl" --kubeconfig "$dir/host.kubeconfig" "$@"; }
 
 network() {
   ip netns add "$netns"
-  echo "$netns" >"$node/netns"
   ip -n "$netns" link set lo up
   # The node's own interface: a veth pair whose both ends stay in the namespace
   # (this kernel has no dummy driver), so it has a carrier and leads nowhere.
@@ -165,19 +164,21 @@ EOF
   wait_for containerd 60 "$dir/bin/ctr" --address "$sock" version
 }
 
+# scratch_image IMAGE BINARY USER: IMAGE holding only DIR/bin/BINARY, run as USER.
+scratch_image() {
+  local image=$1 binary=$2 user=$3 ctx
+  ctx=$(mktemp -d)
+  cp "$dir/bin/$binary" "$ctx/$binary"
+  printf 'FROM scratch\nCOPY %s /%s\nUSER %s\nENTRYPOINT ["/%s"]\n' "$binary" "$binary" "$user" "$binary" |
+    "${DOCKER:-docker}" build -q -t "$image" -f - "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+
 images() {
   # The sandbox every pod starts with, and the cluster's DNS: built FROM scratch
   # from binaries built here (tools/k8s/build.sh), as no registry here serves them.
-  local ctx
-  ctx=$(mktemp -d)
-  cp "$dir/bin/pause" "$ctx/pause"
-  printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' |
-    "${DOCKER:-docker}" build -q -t "$PAUSE_IMAGE" -f - "$ctx" >/dev/null
-  rm -f "$ctx/pause"
-  cp "$dir/bin/coredns" "$ctx/coredns"
-  printf 'FROM scratch\nCOPY coredns /coredns\nUSER 65532:65532\nENTRYPOINT ["/coredns"]\n' |
-    "${DOCKER:-docker}" build -q -t "$COREDNS_IMAGE" -f - "$ctx" >/dev/null
-  rm -rf "$ctx"
+  scratch_image "$PAUSE_IMAGE" pause 65535:65535
+  scratch_image "$COREDNS_IMAGE" coredns 65532:65532
   load "$PAUSE_IMAGE" "$COREDNS_IMAGE"
 }
 
@@ -289,7 +290,7 @@ start() {
   # This host's way in: a loopback port here, a Unix socket between, the
   # apiserver's loopback port there.
   run_in_ns api-bridge socat "UNIX-LISTEN:$node/api.sock,fork,unlink-early,mode=600" "TCP:127.0.0.1:$api_port"
-  host_port=$("$here/../../ci/free-port.py")
+  host_port=$(free_port)
   run host-bridge socat "TCP-LISTEN:$host_port,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$node/api.sock"
   kubeconfig admin "$dir/host.kubeconfig" "https://127.0.0.1:$host_port"
   wait_for host-bridge 30 k get --raw /readyz
@@ -325,18 +326,8 @@ stop_all() {
     sleep 0.5
   done
   pkill -KILL -f "containerd-shim-runc-v2 .*-address $sock" 2>/dev/null || true
-  if [ -f "$node/pids" ]; then
-    for pid in $(tac "$node/pids" | awk '{print $2}'); do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in $(tac "$node/pids" | awk '{print $2}'); do
-      for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -f "$node/pids"
-  fi
-  if [ -f "$dir/pids" ]; then in_ns bash "$here/control-plane.sh" stop "$dir" 2>/dev/null || bash "$here/control-plane.sh" stop "$dir"; fi
+  stop_recorded
+  bash "$here/control-plane.sh" stop "$dir"
   # Volumes, container root filesystems, pod network namespaces: deepest first.
   findmnt -rn -o TARGET | { grep -F "$dir/" || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   local d
@@ -344,7 +335,6 @@ stop_all() {
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
   if [ -e "/run/netns/$netns" ]; then ip netns delete "$netns"; fi
-  rm -f "$node/netns"
   log "stopped"
 }
 
