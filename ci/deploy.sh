@@ -48,7 +48,7 @@ fi
 
 # Every namespace the objects live in must exist now: one this kustomization
 # does not create belongs to another step (the app overlay for k8s/mongodb, the
-# Argo CD install for k8s/argocd), and deploying before it is an ordering error.
+# Argo CD install for k8s/argocd/*), and deploying before it is an ordering error.
 for ns in $(sed -n 's/^  namespace: //p' "$work/all.yaml" | sort -u); do
   if ! "$KUBECTL" get namespace "$ns" -o name >/dev/null 2>&1; then
     log "namespace $ns does not exist; deploy what creates it first"

@@ -42,7 +42,7 @@ mkdir -p "$OUT/src/monitoring" "$OUT/k8s"
 cp -r k8s "$OUT/src/"
 cp -r monitoring/dashboards "$OUT/src/monitoring/"
 for f in "$OUT"/src/k8s/overlays/*/*.env.example; do cp "$f" "${f%.example}"; done
-for k in k8s/overlays/minikube k8s/overlays/production k8s/sonarqube k8s/argocd monitoring/dashboards; do
+for k in k8s/overlays/minikube k8s/overlays/production k8s/sonarqube k8s/argocd/minikube k8s/argocd/production monitoring/dashboards; do
   "$KUBECTL" kustomize "$OUT/src/$k" >"$OUT/k8s/$(echo "$k" | tr / _).yaml"
 done
 checkov kubernetes --framework kubernetes -d "$OUT/k8s"

@@ -1,77 +1,99 @@
 #!/usr/bin/env bash
-# A throw-away SonarQube Community Build on loopback, for the quality gate in
-# .ci/run (docs/cicd.md). The server is downloaded once per machine from Maven
-# Central (~950 MB) and unpacked under ~/.cache/tasks-ci/sonarqube; each run gets
-# a hard-linked copy and its own data, so nothing of one run leaks into the next.
+# SonarQube for the quality gate in .ci/run (docs/cicd.md), the way the lab runs
+# it: k8s/sonarqube in namespace `sonarqube` on the real node (tools/k8s/node.sh),
+# reached through `kubectl port-forward --address 0.0.0.0`, as the README says.
 #
-#   ci/sonarqube.sh start DIR       # starts it in the background, prints the URL; does not wait
-#   ci/sonarqube.sh wait DIR [SECS] # until /api/system/status is UP (default 900 s)
-#   ci/sonarqube.sh token DIR       # replaces admin/admin by a random password, prints an admin user token
+#   ci/sonarqube.sh image               # builds the image k8s/sonarqube names (once per version), prints its name
+#   ci/sonarqube.sh forward DIR         # the port-forward, in the background (DIR/pid, DIR/url); prints the URL
+#   ci/sonarqube.sh wait DIR [SECS]     # until /api/system/status is UP (default 900 s)
+#   ci/sonarqube.sh token DIR           # replaces admin/admin by a random password, prints an admin user token
 #   ci/sonarqube.sh analysis-token DIR PROJECT  # after `token`: a token that may only analyse PROJECT (Jenkins')
-#   ci/sonarqube.sh stop DIR        # stops it by PID (also a half-started one)
+#   ci/sonarqube.sh stop DIR            # stops the port-forward by PID
 #
-# Elasticsearch's disk watermarks are off: they are percentages of the whole disk
-# (90 % used = no shard allocated), so on a large shared build disk a tiny,
-# throw-away index was refused and SonarQube stopped (seen in .ci/run at 91 %).
-# It runs as `nobody`: Elasticsearch refuses root, and SonarQube then exits 0
-# anyway, so root would look like a slow start that never ends.
-# The version (and its sha256) is ci/packages.txt's; SONAR_JAVA is the Java it runs on
-# (default: the Temurin 25 JDK when present; this version needs Java 21+).
-# Exit codes: 0 done, 1 failed (the log tail is printed), 2 usage.
+# The image: no registry here serves Docker Hub's sonarqube:<version>-community, so
+# it is built here (ci/standins/sonarqube.Dockerfile) from the Community Build zip
+# of Maven Central (ci/packages.txt's version and sha256; ~950 MB, downloaded once
+# per machine and unpacked under ~/.cache/tasks-ci/sonarqube) and the JDK of
+# SONAR_JAVA (default: the Temurin 25 JDK when present; this
+# version needs Java 21+). It is rebuilt only when the recipe, the version or the
+# JDK changes. DOCKER (default docker) and DOCKER_HOST pick the engine; KUBECTL
+# (default kubectl) and KUBECONFIG the cluster.
+# Exit codes: 0 done, 1 failed (the logs are printed), 2 usage.
 set -euo pipefail
-VERSION=$("$(dirname "$0")/packages.sh" version org.sonarsource.sonarqube:sonar-application)
+here=$(cd "$(dirname "$0")" && pwd)
+VERSION=$("$here/packages.sh" version org.sonarsource.sonarqube:sonar-application)
 CACHE="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/sonarqube"
-[ $# -ge 2 ] || { echo "usage: $0 start|wait|token|analysis-token|stop DIR [SECS|PROJECT]" >&2; exit 2; }
-CMD=$1 DIR=$2
+IMAGE="sonarqube:$VERSION-community"
+KUBECTL=${KUBECTL:-kubectl}
+usage() { echo "usage: $0 image | forward|wait|token|analysis-token|stop DIR [SECS|PROJECT]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+CMD=$1
+if [ "$CMD" != image ]; then [ $# -ge 2 ] || usage; DIR=$2; fi
 
-java_bin() {
-  if [ -n "${SONAR_JAVA:-}" ]; then echo "$SONAR_JAVA"; return; fi
-  for j in /usr/lib/jvm/temurin-25-jdk-amd64/bin/java /usr/lib/jvm/temurin-21-jdk-amd64/bin/java; do
-    [ -x "$j" ] && { echo "$j"; return; }
-  done
-  command -v java
+jdk_home() {
+  local java=${SONAR_JAVA:-}
+  if [ -z "$java" ]; then
+    for j in /usr/lib/jvm/temurin-25-jdk-amd64/bin/java /usr/lib/jvm/temurin-21-jdk-amd64/bin/java; do
+      [ -x "$j" ] && { java=$j; break; }
+    done
+  fi
+  java=$(readlink -f "${java:-$(command -v java)}")
+  dirname "$(dirname "$java")"
 }
 
-case "$CMD" in
-start)
+# The unpacked server, once per machine.
+server() {
   if [ ! -d "$CACHE/sonarqube-$VERSION/lib" ]; then
     mkdir -p "$CACHE"
-    zip=$("$(dirname "$0")/packages.sh" fetch org.sonarsource.sonarqube:sonar-application "$CACHE")
+    local zip
+    zip=$("$here/packages.sh" fetch org.sonarsource.sonarqube:sonar-application "$CACHE")
     rm -rf "$CACHE/unpack.$$" && mkdir "$CACHE/unpack.$$"
     unzip -q "$zip" -d "$CACHE/unpack.$$"
     mv "$CACHE/unpack.$$/sonarqube-$VERSION" "$CACHE/sonarqube-$VERSION"
     rmdir "$CACHE/unpack.$$"
   fi
+  echo "$CACHE/sonarqube-$VERSION"
+}
+
+pod_logs() {
+  "$KUBECTL" get pods -n sonarqube -o wide >&2 || true
+  "$KUBECTL" logs -n sonarqube statefulset/sonarqube --tail 40 >&2 || true
+}
+
+case "$CMD" in
+image)
+  docker=${DOCKER:-docker}
+  jdk=$(jdk_home)
+  recipe="$here/standins/sonarqube.Dockerfile"
+  hash=$({ cat "$recipe" "$0"; echo "$VERSION"; cat "$jdk/release"; } | sha256sum | cut -c1-16)
+  if [ "$("$docker" image inspect -f '{{ index .Config.Labels "tasks-ci.recipe" }}' "$IMAGE" 2>/dev/null)" != "$hash" ]; then
+    src=$(server)
+    ctx=$(mktemp -d)
+    trap 'rm -rf "$ctx"' EXIT
+    # The whole JDK, not a jlinked runtime: Elasticsearch's entitlement checks
+    # require jdk.jlink and jdk.jdi, which jlink cannot put in an image made from
+    # a JDK without packaged modules (Temurin 25's).
+    cp -al "$jdk" "$ctx/jre"
+    # Hard links: the cache's 1 GB is not copied.
+    cp -al "$src" "$ctx/sonarqube"
+    cp "$recipe" "$ctx/Dockerfile"
+    DOCKER_BUILDKIT=1 "$docker" build --force-rm --label "tasks-ci.recipe=$hash" -t "$IMAGE" "$ctx" >&2
+  fi
+  echo "$IMAGE"
+  ;;
+forward)
   mkdir -p "$DIR"
-  chmod 755 "$DIR"
-  # Hard links: the copy costs no space and the cache stays untouched (the
-  # server writes only to extensions/ and the paths set below). Outside $HOME, which nobody
-  # cannot enter.
-  cp -al "$CACHE/sonarqube-$VERSION" "$DIR/server"
-  # extensions/ is written at start (plugin downloads dir): a real, owned copy.
-  rm -rf "$DIR/server/extensions"
-  cp -r "$CACHE/sonarqube-$VERSION/extensions" "$DIR/server/extensions"
-  mkdir -p "$DIR/data" "$DIR/temp" "$DIR/logs"
-  chown -R 65534:65534 "$DIR/data" "$DIR/temp" "$DIR/logs" "$DIR/server/extensions"
-  port=$("$(dirname "$0")/free-port.py")
-  java=$(java_bin)
-  "$java" -version 2>&1 | sed -n 1p >&2   # sed reads to the end: no SIGPIPE
-  (
-    cd "$DIR/server"
-    exec setpriv --reuid=65534 --regid=65534 --clear-groups \
-      "$java" -Xmx256m \
-      --add-exports=java.base/jdk.internal.ref=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED \
-      --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED \
-      --add-opens=java.management/sun.management=ALL-UNNAMED --add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED \
-      -jar "lib/sonar-application-$VERSION.jar" \
-      -Dsonar.web.host=127.0.0.1 -Dsonar.web.port="$port" -Dsonar.search.host=127.0.0.1 -Dsonar.search.port=0 \
-      -Dsonar.path.data="$DIR/data" -Dsonar.path.temp="$DIR/temp" -Dsonar.path.logs="$DIR/logs" \
-      -Dsonar.web.javaOpts="-Xmx512m -Xms128m" -Dsonar.ce.javaOpts="-Xmx512m -Xms128m" \
-      -Dsonar.search.javaOpts="-Xmx512m -Xms512m -XX:MaxDirectMemorySize=256m" \
-      -Dsonar.search.javaAdditionalOpts="-Dcluster.routing.allocation.disk.threshold_enabled=false" \
-      -Dsonar.telemetry.enable=false -Dsonar.updatecenter.activate=false
-  ) >"$DIR/console.log" 2>&1 &
+  port=$("$here/free-port.py")
+  # The README's command, on a free port rather than 9000 (a CI machine may be
+  # running anything). Run once the pod is Ready, so the first connection finds the
+  # server listening; the caller changes admin/admin right after `wait`.
+  "$KUBECTL" port-forward --address 0.0.0.0 -n sonarqube svc/sonarqube "$port:9000" >"$DIR/forward.log" 2>&1 &
   echo $! >"$DIR/pid"
+  for _ in $(seq 1 100); do
+    grep -q '^Forwarding from' "$DIR/forward.log" && break
+    kill -0 "$(cat "$DIR/pid")" 2>/dev/null || { cat "$DIR/forward.log" >&2; exit 1; }
+    sleep 0.1
+  done
   echo "http://127.0.0.1:$port" >"$DIR/url"
   cat "$DIR/url"
   ;;
@@ -85,13 +107,14 @@ wait)
     status=$(curl -sf "$url/api/system/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || true)
     [ "$status" = UP ] && break
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "SonarQube exited before it was up (last status: ${status:-none}); its logs:" >&2
-      tail -n 40 "$DIR/console.log" "$DIR"/logs/*.log >&2 || true
+      echo "the port-forward to SonarQube ended (last status: ${status:-none}):" >&2
+      cat "$DIR/forward.log" >&2
+      pod_logs
       exit 1
     fi
     if [ $(( $(date +%s) - start )) -ge "$limit" ]; then
       echo "SonarQube was not up after ${limit}s (status: ${status:-no answer}); its logs:" >&2
-      tail -n 40 "$DIR/console.log" "$DIR"/logs/*.log >&2 || true
+      pod_logs
       exit 1
     fi
     sleep 3
@@ -99,8 +122,8 @@ wait)
   echo "SonarQube $VERSION up at $url (waited $(( $(date +%s) - start ))s)"
   ;;
 token)
-  # The default admin/admin is what the whole loopback machine knows: change it
-  # first (kept in DIR, mode 600), then issue a token for the scanner and the gate.
+  # The default admin/admin is what everyone knows: change it first, as soon as the
+  # server is up (kept in DIR, mode 600), then issue a token for the operator's part.
   # The server's password policy wants 12+ characters with an upper- and a
   # lower-case letter, a digit and a special character: token_urlsafe alone has
   # no special character about one time in three (a 400 that failed a run).
@@ -127,15 +150,9 @@ analysis-token)
   ;;
 stop)
   if [ -f "$DIR/pid" ]; then
-    pid=$(cat "$DIR/pid")
-    # The main process stops its children (Elasticsearch, web, compute engine)
-    # on SIGTERM; wait for it, then make sure nothing of this run is left.
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    kill -9 "$pid" 2>/dev/null || true
-    pkill -9 -u 65534 -f "$DIR/" 2>/dev/null || true
+    kill "$(cat "$DIR/pid")" 2>/dev/null || true
     rm -f "$DIR/pid"
   fi
   ;;
-*) echo "usage: $0 start|wait|token|analysis-token|stop DIR [SECS|PROJECT]" >&2; exit 2 ;;
+*) usage ;;
 esac

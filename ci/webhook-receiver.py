@@ -4,10 +4,12 @@ itself cannot be obtained here; docs/testing.md): it accepts a SonarQube webhook
 delivery only when its `X-Sonar-Webhook-HMAC-SHA256` header is the HMAC-SHA256 of
 the body under the shared secret -- the check Jenkins' SonarQube plugin makes with
 the credential `webhookSecretId` names -- and answers 403 otherwise, as Jenkins
-does. Loopback only.
+does.
 
   ci/webhook-receiver.py serve DIR
-      # on 127.0.0.1:0; writes DIR/port, then one JSON line per delivery to
+      # on WEBHOOK_BIND (HOST:PORT, default 127.0.0.1:0; .ci/run: the real node's
+      # address, where the in-cluster SonarQube reaches it); writes DIR/address
+      # (HOST:PORT), then one JSON line per delivery to
       # DIR/deliveries.jsonl (the verdict, the project, the task, the gate's
       # status), which ci/jenkins-pipeline.py's waitForQualityGate reads
   ci/webhook-receiver.py check DIR PROJECT [SECS]
@@ -66,13 +68,14 @@ def serve(out: pathlib.Path, secret: str) -> None:
         def log_message(self, *args):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    (out / "port").write_text(str(server.server_address[1]))
+    host, _, port = os.environ.get("WEBHOOK_BIND", "127.0.0.1:0").rpartition(":")
+    server = http.server.HTTPServer((host, int(port)), Handler)
+    (out / "address").write_text(f"{host}:{server.server_address[1]}")
     server.serve_forever()
 
 
-def post(port: str, body: bytes, headers: dict) -> int:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/sonarqube-webhook/", data=body, method="POST",
+def post(address: str, body: bytes, headers: dict) -> int:
+    req = urllib.request.Request(f"http://{address}/sonarqube-webhook/", data=body, method="POST",
                                  headers={"Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -99,10 +102,10 @@ def check(out: pathlib.Path, project: str, secs: float) -> int:
     if delivered.get("gate") != "OK":
         print(f"webhook: the delivery reports the gate as {delivered.get('gate')}", file=sys.stderr)
         return 1
-    port = (out / "port").read_text()
+    address = (out / "address").read_text()
     body = delivered["body"].encode()
-    forged = post(port, body, {"X-Sonar-Webhook-HMAC-SHA256": "0" * 64})
-    unsigned = post(port, body, {})
+    forged = post(address, body, {"X-Sonar-Webhook-HMAC-SHA256": "0" * 64})
+    unsigned = post(address, body, {})
     if (forged, unsigned) != (403, 403):
         print(f"webhook: a forged delivery got {forged}, an unsigned one {unsigned} (want 403)", file=sys.stderr)
         return 1

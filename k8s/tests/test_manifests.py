@@ -17,9 +17,11 @@ import yaml
 
 K8S = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
-TARGETS = ["base", "overlays/minikube", "overlays/production", "sonarqube", "argocd", "deployer"]
+TARGETS = ["base", "overlays/minikube", "overlays/production", "sonarqube", "argocd/minikube", "argocd/production",
+           "deployer"]
+ARGOCD_TARGETS = [t for t in TARGETS if t.startswith("argocd/")]
 # argocd/ holds only CRD objects (checked by the API server in test_cluster.py).
-BUILTIN_TARGETS = [t for t in TARGETS if t != "argocd"]
+BUILTIN_TARGETS = [t for t in TARGETS if t not in ARGOCD_TARGETS]
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 # kubernetes-validate 1.37 knows 1.25-1.37; we support that whole range.
 K8S_VERSIONS = ["1.25.0", "1.37.0"]
@@ -82,7 +84,32 @@ def test_builtin_kinds_validate_strictly(rendered, target, version, tmp_path):
 
 
 def test_argocd_holds_only_crd_objects(rendered):
-    assert all(is_crd(d) for d in rendered["argocd"][1])
+    for target in ARGOCD_TARGETS:
+        assert all(is_crd(d) for d in rendered[target][1]), target
+
+
+def test_argocd_applications_each_own_their_objects(rendered, tmp_path):
+    """One Application per environment: no two (across both environments' sets,
+    which one Argo CD may hold together) sync to the same cluster and namespace,
+    each destination is one its AppProject allows, and each source renders from what
+    Argo CD has, a Git checkout: the tracked files only (no git-ignored env file)."""
+    apps = [d for t in ARGOCD_TARGETS for d in rendered[t][1] if d["kind"] == "Application"]
+    project = next(d for d in rendered["argocd/minikube"][1] if d["kind"] == "AppProject")
+    allowed = {(d["name"], d["namespace"]) for d in project["spec"]["destinations"]}
+    destinations = [(a["spec"]["destination"]["name"], a["spec"]["destination"]["namespace"]) for a in apps]
+    assert len(set(destinations)) == len(destinations), destinations
+    assert set(destinations) <= allowed, (destinations, allowed)
+    tracked = subprocess.run(["git", "ls-files", "k8s", "monitoring"], cwd=K8S.parent, check=True,
+                             capture_output=True, text=True).stdout.split()
+    for path in tracked:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(K8S.parent / path, tmp_path / path)
+    for app in apps:
+        r = subprocess.run([KUBECTL, "kustomize", str(tmp_path / app["spec"]["source"]["path"])],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"{app['metadata']['name']}: {r.stderr}"
+        kinds = {d["kind"] for d in yaml.safe_load_all(r.stdout) if d}
+        assert "Secret" not in kinds, f"{app['metadata']['name']} would sync a Secret from Git"
 
 
 def test_every_crd_kind_is_used_and_nothing_else_is_custom(rendered):
@@ -214,6 +241,16 @@ def test_images_are_pinned_and_the_app_by_digest(rendered):
                 assert not image.endswith(":latest") and (":" in image or "@" in image), f"{target}: {image}"
                 if target in ("base", "overlays/production") and c["name"] == "host":
                     assert "@sha256:" in image, f"{target}: the app image must be pinned by digest: {image}"
+
+
+def test_sonarqube_is_the_version_ci_analyses_with(rendered):
+    """One version: the in-cluster server is the Community Build whose zip ci/packages.txt
+    pins (older images have no Rust analyser); a pull policy that keeps a loaded image."""
+    pinned = next(line.split()[2] for line in (K8S.parent / "ci" / "packages.txt").read_text().splitlines()
+                  if line.split()[:2] == ["maven", "org.sonarsource.sonarqube:sonar-application"])
+    sts = next(d for t, d in all_docs(rendered) if t == "sonarqube" and d["kind"] == "StatefulSet")
+    c = pod_spec(sts)["containers"][0]
+    assert (c["image"], c["imagePullPolicy"]) == (f"sonarqube:{pinned}-community", "IfNotPresent"), c["image"]
 
 
 def test_prometheusrule_carries_the_rules_file(rendered):

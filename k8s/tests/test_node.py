@@ -1,9 +1,9 @@
 """The minikube journey on a node that runs containers (tools/k8s/node.sh), after
 .ci/run has deployed the minikube overlay there with ci/deploy.sh: what a user of
 minikube would see (pods Ready through their real probes, a task written and read
-back through the NodePort), and what only the node can show (the processes'
-user, capabilities, seccomp mode and root filesystem; the MongoDB URI as a file
-and in no environment; the data on the volume).
+back through the NodePort; SonarQube up in its namespace), and what only the node
+can show (the processes' user, capabilities, seccomp mode and root filesystem; the
+MongoDB URI as a file and in no environment; the data on the volume).
 
 Then failure and change, as they happen to a running service: a rolling update to
 a second image tag under load (no request may fail), the app's process killed
@@ -74,6 +74,12 @@ def proc_status(pid):
         key, _, value = line.partition(":")
         fields[key] = value.split()
     return fields
+
+
+def assert_read_only_root(pid):
+    root = next(line.split() for line in pathlib.Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+                if line.split()[4] == "/")
+    assert "ro" in root[5].split(","), root
 
 
 def app_pod():
@@ -150,9 +156,7 @@ def test_the_app_runs_as_its_user_with_nothing_more():
     assert status["NoNewPrivs"] == ["1"]
     # 2: a seccomp filter, RuntimeDefault as the pod asks, applied by the runtime.
     assert status["Seccomp"] == ["2"]
-    root = next(line.split() for line in pathlib.Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
-                if line.split()[4] == "/")
-    assert "ro" in root[5].split(","), root
+    assert_read_only_root(pid)
 
 
 def test_every_container_runs_under_a_seccomp_filter_without_privilege():
@@ -161,6 +165,27 @@ def test_every_container_runs_under_a_seccomp_filter_without_privilege():
             status = proc_status(container_pid(pod, c["name"]))
             assert status["Seccomp"] == ["2"] and status["NoNewPrivs"] == ["1"], (pod["metadata"]["name"], c["name"])
             assert int(status["CapEff"][0], 16) == 0 and status["Uid"][0] != "0", (pod["metadata"]["name"], status["Uid"])
+
+
+def test_sonarqube_runs_on_the_node_as_its_manifest_says():
+    """k8s/sonarqube, deployed by the node-start stage, which the cd stage analysed
+    against through the README's port-forward: the version CI pins, up, under the
+    manifest's user with no capability, a seccomp filter and a read-only root, its
+    three claims bound to the node's volumes."""
+    pinned = next(line.split()[2] for line in (ROOT / "ci" / "packages.txt").read_text().splitlines()
+                  if line.split()[:2] == ["maven", "org.sonarsource.sonarqube:sonar-application"])
+    pod = get("pod", "sonarqube-0", "-n", "sonarqube")
+    assert pod["spec"]["nodeName"] == "tasks-node"
+    code, _, payload = api("GET", "/api/system/status", base=f"http://{pod['status']['podIP']}:9000")
+    assert code == 200 and json.loads(payload)["status"] == "UP", payload
+    assert json.loads(payload)["version"] == pinned, payload
+    pid = container_pid(pod, "sonarqube")
+    status = proc_status(pid)
+    assert status["Uid"] == ["1000"] * 4, status["Uid"]
+    assert int(status["CapEff"][0], 16) == 0 and status["NoNewPrivs"] == ["1"] and status["Seccomp"] == ["2"], status
+    assert_read_only_root(pid)
+    claims = get("pvc", "-n", "sonarqube")["items"]
+    assert len(claims) == 3 and all(c["status"]["phase"] == "Bound" for c in claims), [c["status"] for c in claims]
 
 
 def test_the_mongodb_uri_is_a_mounted_file_and_in_no_environment():
@@ -219,9 +244,9 @@ print(json.dumps({**counts, "errors": errors[:10]}))
 def test_a_rolling_update_under_load_fails_no_request(tmp_path):
     kept = write_tasks(10)
     before = app_pod()
-    overlay = pathlib.Path(NODE_DIR) / "manifests" / "overlays" / "minikube"
-    kustomization = overlay / "kustomization.yaml"
-    # The user's next version: the overlay's tag moved to the second image (the
+    overlays = pathlib.Path(NODE_DIR) / "manifests" / "overlays"
+    kustomization = overlays / "minikube-gitops" / "kustomization.yaml"
+    # The user's next version: the lab's tag moved to the second image (the
     # README's `docker build -t tasks-api:<tag>`, `minikube image load`, deploy).
     text = kustomization.read_text()
     assert "newTag: dev\n" in text
@@ -232,7 +257,7 @@ def test_a_rolling_update_under_load_fails_no_request(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(3)
-        deployed = subprocess.run(["bash", str(ROOT / "ci" / "deploy.sh"), str(overlay.parent / "minikube-standins"), "300s"],
+        deployed = subprocess.run(["bash", str(ROOT / "ci" / "deploy.sh"), str(overlays / "minikube-standins"), "300s"],
                                   env={**os.environ, "KUBECONFIG": f"{NODE_DIR}/host.kubeconfig", "KUBECTL": KUBECTL},
                                   capture_output=True, text=True, timeout=400)
         assert deployed.returncode == 0, deployed.stderr

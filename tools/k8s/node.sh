@@ -258,8 +258,8 @@ addons() {
   sed -e "s|@DNS_IP@|$DNS_IP|" -e "s|@IMAGE@|$COREDNS_IMAGE|" "$here/node/coredns.yaml" |
     k apply --server-side -f - >/dev/null
   local i
-  for i in 0 1 2 3; do mkdir -p "$node/volumes/$i" && chmod 0777 "$node/volumes/$i"; done
-  volumes standard 4 "$node/volumes" | k apply --server-side -f - >/dev/null
+  for i in $(seq 0 7); do mkdir -p "$node/volumes/$i" && chmod 0777 "$node/volumes/$i"; done
+  volumes standard 8 "$node/volumes" | k apply --server-side -f - >/dev/null
   k rollout status -n kube-system deployment/coredns --timeout 120s >&2
 }
 
@@ -342,6 +342,6 @@ case "$cmd" in
   start) [ $# -eq 0 ] || usage; start ;;
   stop) [ $# -eq 0 ] || usage; stop_all ;;
   load) [ $# -ge 1 ] || usage; load "$@" ;;
-  exec) [ $# -ge 1 ] || usage; in_ns "$@" ;;
+  exec) [ $# -ge 1 ] || usage; exec nsenter --net="/run/netns/$netns" "$@" ;;
   *) usage ;;
 esac
