@@ -30,6 +30,8 @@ KUBECTL = os.environ.get("KUBECTL", "kubectl")
 NODE_IP = "198.18.0.2"
 NODE_PORT = 30080
 APP_UID = 65532
+# Debian's minimal image (ci/base-images.sh), loaded into the node: bash, to connect.
+OUTSIDER_IMAGE = "tasks-ci/debian:bookworm-minbase"
 
 pytestmark = pytest.mark.skipif(not NODE_DIR, reason="no real node (K8S_NODE_DIR unset)")
 
@@ -186,6 +188,43 @@ def test_sonarqube_runs_on_the_node_as_its_manifest_says():
     assert_read_only_root(pid)
     claims = get("pvc", "-n", "sonarqube")["items"]
     assert len(claims) == 3 and all(c["status"]["phase"] == "Bound" for c in claims), [c["status"] for c in claims]
+
+
+def test_network_policies_are_enforced():
+    """kube-router enforces the manifests' NetworkPolicies on the node. A pod in a
+    namespace of its own reaches cluster DNS (its network works), but not the API's
+    ports, MongoDB or SonarQube. The API reaches MongoDB and DNS under its egress
+    policy: it is Ready, and its readiness pings MongoDB by name. (SonarQube's egress
+    to Jenkins was the cd stage's webhook delivery, made under the same firewall.)"""
+    ns = f"outsider-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", ns)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": ns},
+           "spec": {"automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{"name": "probe", "image": OUTSIDER_IMAGE, "imagePullPolicy": "Never",
+                                    "command": ["sleep", "600"],
+                                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}
+    r = subprocess.run([KUBECTL, "--kubeconfig", f"{NODE_DIR}/host.kubeconfig", "apply", "-f", "-"],
+                       input=json.dumps(pod), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        kubectl("wait", "-n", ns, "--for", "condition=Ready", "pod/probe", "--timeout=60s")
+
+        def reaches(ip, port):
+            return kubectl("exec", "-n", ns, "probe", "--", "timeout", "3", "bash", "-c",
+                           f"exec 3<>/dev/tcp/{ip}/{port}", check=False).returncode == 0
+
+        assert reaches(get("service", "kube-dns", "-n", "kube-system")["spec"]["clusterIP"], 53)
+        api_ip = app_pod()["status"]["podIP"]
+        mongodb_ip = get("pod", "mongodb-0", "-n", "tasks-api")["status"]["podIP"]
+        sonarqube_ip = get("pod", "sonarqube-0", "-n", "sonarqube")["status"]["podIP"]
+        reached = [f"{ip}:{port}" for ip, port in ((api_ip, 8080), (api_ip, 9090), (mongodb_ip, 27017),
+                                                    (sonarqube_ip, 9000)) if reaches(ip, port)]
+        assert reached == [], f"a pod of another namespace reached {reached}"
+        ready = {c["type"]: c["status"] for c in app_pod()["status"]["conditions"]}
+        assert ready["Ready"] == "True"
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def test_the_mongodb_uri_is_a_mounted_file_and_in_no_environment():

@@ -23,6 +23,9 @@ ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 CONTAINERD_VERSION=v2.4.2
 COREDNS_VERSION=v1.12.4
+# The newest the Go module proxy serves (flaws are reported against it; it runs
+# only as the test node's NetworkPolicy firewall: docs/kubernetes.md).
+KUBE_ROUTER_VERSION=v2.1.0
 
 cache_root=${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}
 key=$(cat "$here/kube/go.sum" "$here/etcd/go.sum" | sha256sum | cut -c1-12)
@@ -112,6 +115,8 @@ go_tool "$containerd_dir" "$CONTAINERD_VERSION" github.com/containerd/containerd
   github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr
 coredns_dir="$cache_root/k8s/coredns-$COREDNS_VERSION"
 go_tool "$coredns_dir" "$COREDNS_VERSION" github.com/coredns/coredns
+kube_router_dir="$cache_root/k8s/kube-router-$KUBE_ROUTER_VERSION"
+go_tool "$kube_router_dir" "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 # pause: the process every pod's sandbox is, static (its image has nothing else).
 pause_dir="$cache_root/k8s/pause-$KUBE_VERSION"
 if [ ! -x "$pause_dir/pause" ]; then
@@ -121,7 +126,7 @@ if [ ! -x "$pause_dir/pause" ]; then
     -DVERSION="$KUBE_VERSION" -o "$pause_dir/pause.tmp" "$kube_src/build/pause/linux/pause.c"
   mv "$pause_dir/pause.tmp" "$pause_dir/pause"
 fi
-for b in "$containerd_dir"/* "$coredns_dir/coredns" "$pause_dir/pause"; do
+for b in "$containerd_dir"/* "$coredns_dir/coredns" "$kube_router_dir/kube-router" "$pause_dir/pause"; do
   ln -sfn "$b" "$out/bin/$(basename "$b")"
 done
 

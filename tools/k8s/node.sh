@@ -2,8 +2,9 @@
 # A one-node Kubernetes cluster that runs containers: the lab cluster of the
 # minikube journey (docs/kubernetes.md, "The real node"). The control plane of
 # control-plane.sh (without kwok), containerd with Debian's runc, kubelet,
-# kube-proxy (iptables), the CNI bridge and CoreDNS, every one of them inside a
-# network namespace this script creates and deletes.
+# kube-proxy (iptables), the CNI bridge, kube-router enforcing NetworkPolicies
+# and CoreDNS, every one of them inside a network namespace this script creates
+# and deletes.
 #
 #   tools/k8s/node.sh start DIR            # prints this host's kubeconfig path
 #   tools/k8s/node.sh load DIR IMAGE...    # docker save | ctr import (DOCKER_HOST)
@@ -19,7 +20,7 @@
 #
 # Needs root, DOCKER_HOST (the pause and CoreDNS images are built here from the
 # binaries tools/k8s/build.sh makes, since no registry here serves them) and
-# Debian's runc, socat, iptables, conntrack and CNI plugins (ci/packages.txt).
+# Debian's runc, socat, iptables, ipset, conntrack and CNI plugins (ci/packages.txt).
 # DIR holds everything: PKI, etcd, containerd's root, the kubelet's, the volumes,
 # logs (DIR/logs, DIR/node/logs) and PIDs. A failed start stops what it started.
 # Exit codes: 0 done, 1 failed, 2 usage.
@@ -100,6 +101,7 @@ node_pki() {
   cert node "/O=system:nodes/CN=system:node:$NODE_NAME"
   cert node-serving "/CN=$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
   cert kube-proxy /CN=system:kube-proxy
+  cert kube-router /CN=system:kube-router
 }
 
 containerd_start() {
@@ -249,6 +251,18 @@ EOF
   wait_for kube-proxy 60 in_ns curl -sf http://127.0.0.1:10256/healthz
 }
 
+# NetworkPolicies enforced, as a policy-enforcing CNI does (the bridge plugin
+# enforces none): kube-router's firewall alone, in iptables and ipsets of the
+# node's namespace; pod networking stays the bridge's, Services kube-proxy's.
+kube_router_start() {
+  k apply --server-side -f "$here/node/kube-router.yaml" >/dev/null
+  kubeconfig kube-router "$node/kube-router.kubeconfig" "$server"
+  run_in_ns kube-router "$dir/bin/kube-router" --kubeconfig "$node/kube-router.kubeconfig" \
+    --hostname-override "$NODE_NAME" --run-firewall=true --run-router=false --run-service-proxy=false \
+    --enable-cni=false --service-cluster-ip-range "$SERVICE_CIDR" --health-port 20244 --metrics-port 0
+  wait_for kube-router 60 in_ns curl -sf http://127.0.0.1:20244/healthz
+}
+
 # The cluster's add-ons, as minikube has them: DNS, and a default StorageClass
 # named `standard` whose volumes are directories on the node (minikube's
 # provisioner makes them on demand; here they are made in advance).
@@ -298,6 +312,7 @@ start() {
   images
   kubelet_start
   kube_proxy_start
+  kube_router_start
   addons
   trap - EXIT
   log "up in $((SECONDS - t0)) s: node $NODE_NAME ($NODE_IP) in netns $netns; KUBECONFIG=$dir/host.kubeconfig"
