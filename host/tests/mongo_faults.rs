@@ -95,6 +95,32 @@ impl Ferret {
             .arg(self.child.id().to_string())
             .stderr(Stdio::null())
             .status();
+        if sig == "STOP" {
+            self.wait_until_stopped();
+        }
+    }
+
+    /// kill(2) returns before every thread has taken the stop: until they all
+    /// have, a request may still be answered (seen once: a 200 right after STOP).
+    fn wait_until_stopped(&self) {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stopped = std::fs::read_dir(&tasks).is_ok_and(|dir| {
+                dir.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                        // The state follows the parenthesised command name.
+                        stat.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('T'))
+                    })
+                })
+            });
+            if stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ferretdb did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
