@@ -73,7 +73,7 @@ image)
     # The whole JDK, not a jlinked runtime: Elasticsearch's entitlement checks
     # require jdk.jlink and jdk.jdi, which jlink cannot put in an image made from
     # a JDK without packaged modules (Temurin 25's).
-    cp -al "$jdk" "$ctx/jre"
+    cp -al "$jdk" "$ctx/jdk"
     # Hard links: the cache's 1 GB is not copied.
     cp -al "$src" "$ctx/sonarqube"
     cp "$recipe" "$ctx/Dockerfile"

@@ -2,10 +2,10 @@
 # machine reaches serves: the same Community Build (the Maven Central zip CI's
 # version pins, ci/packages.txt) laid out as the official image lays it out, on the
 # machine's Temurin 25 JDK (the official image ships Temurin too). Built by
-# `ci/sonarqube.sh image` from a context holding `jre/` and `sonarqube/`;
+# `ci/sonarqube.sh image` from a context holding `jdk/` and `sonarqube/`;
 # k8s/sonarqube runs it as uid 1000, group 0.
 FROM tasks-ci/debian:bookworm-minbase
-COPY jre /opt/java/openjdk
+COPY jdk /opt/java/openjdk
 COPY sonarqube /opt/sonarqube
 # The four directories the server writes are volumes in k8s/sonarqube; group 0
 # may write them, as in the official image, for runtimes that pick the uid.

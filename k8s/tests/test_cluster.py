@@ -68,14 +68,13 @@ def production_deployment():
 
 def test_every_workload_is_rolled_out():
     seen = []
-    for ns in ("tasks-api",):
-        for kind in ("deployments", "statefulsets"):
-            for w in get(kind, "-n", ns)["items"]:
-                want = w["spec"]["replicas"]
-                st = w["status"]
-                assert st.get("readyReplicas") == want and st.get("updatedReplicas") == want, f"{ns} {w['metadata']['name']}: {st}"
-                seen.append(w["metadata"]["name"])
-    assert "tasks-api" in set(seen), seen
+    for kind in ("deployments", "statefulsets"):
+        for w in get(kind, "-n", "tasks-api")["items"]:
+            want = w["spec"]["replicas"]
+            st = w["status"]
+            assert st.get("readyReplicas") == want and st.get("updatedReplicas") == want, f"{w['metadata']['name']}: {st}"
+            seen.append(w["metadata"]["name"])
+    assert "tasks-api" in seen, seen
 
 
 def test_production_pods_run_as_the_manifest_says():

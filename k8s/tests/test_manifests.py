@@ -246,8 +246,9 @@ def test_images_are_pinned_and_the_app_by_digest(rendered):
 def test_sonarqube_is_the_version_ci_analyses_with(rendered):
     """One version: the in-cluster server is the Community Build whose zip ci/packages.txt
     pins (older images have no Rust analyser); a pull policy that keeps a loaded image."""
-    pinned = next(line.split()[2] for line in (K8S.parent / "ci" / "packages.txt").read_text().splitlines()
-                  if line.split()[:2] == ["maven", "org.sonarsource.sonarqube:sonar-application"])
+    pinned = subprocess.run(["bash", str(K8S.parent / "ci" / "packages.sh"), "version",
+                             "org.sonarsource.sonarqube:sonar-application"], check=True, capture_output=True,
+                            text=True).stdout.strip()
     sts = next(d for t, d in all_docs(rendered) if t == "sonarqube" and d["kind"] == "StatefulSet")
     c = pod_spec(sts)["containers"][0]
     assert (c["image"], c["imagePullPolicy"]) == (f"sonarqube:{pinned}-community", "IfNotPresent"), c["image"]

@@ -36,9 +36,9 @@ OUTSIDER_IMAGE = "tasks-ci/debian:bookworm-minbase"
 pytestmark = pytest.mark.skipif(not NODE_DIR, reason="no real node (K8S_NODE_DIR unset)")
 
 
-def kubectl(*args, check=True):
+def kubectl(*args, check=True, input=None):
     r = subprocess.run([KUBECTL, "--kubeconfig", f"{NODE_DIR}/host.kubeconfig", *args],
-                       capture_output=True, text=True, timeout=120)
+                       input=input, capture_output=True, text=True, timeout=120)
     if check:
         assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
     return r
@@ -174,8 +174,9 @@ def test_sonarqube_runs_on_the_node_as_its_manifest_says():
     against through the README's port-forward: the version CI pins, up, under the
     manifest's user with no capability, a seccomp filter and a read-only root, its
     three claims bound to the node's volumes."""
-    pinned = next(line.split()[2] for line in (ROOT / "ci" / "packages.txt").read_text().splitlines()
-                  if line.split()[:2] == ["maven", "org.sonarsource.sonarqube:sonar-application"])
+    pinned = subprocess.run(["bash", str(ROOT / "ci" / "packages.sh"), "version",
+                             "org.sonarsource.sonarqube:sonar-application"], check=True, capture_output=True,
+                            text=True).stdout.strip()
     pod = get("pod", "sonarqube-0", "-n", "sonarqube")
     assert pod["spec"]["nodeName"] == "tasks-node"
     code, _, payload = api("GET", "/api/system/status", base=f"http://{pod['status']['podIP']}:9000")
@@ -204,9 +205,7 @@ def test_network_policies_are_enforced():
                     "containers": [{"name": "probe", "image": OUTSIDER_IMAGE, "imagePullPolicy": "Never",
                                     "command": ["sleep", "600"],
                                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}
-    r = subprocess.run([KUBECTL, "--kubeconfig", f"{NODE_DIR}/host.kubeconfig", "apply", "-f", "-"],
-                       input=json.dumps(pod), capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    kubectl("apply", "-f", "-", input=json.dumps(pod))
     try:
         kubectl("wait", "-n", ns, "--for", "condition=Ready", "pod/probe", "--timeout=60s")
 
