@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The Ansible link (docs/ansible.md), for real:
 #
-#   ci/ansible-checks.sh lint               # syntax check of every playbook, ansible-lint
-#                                           # (production profile, offline), yamllint, checkov
-#   ci/ansible-checks.sh converge-host      # docker + k8s_tools over SSH into a separate Debian 12
-#                                           # machine (ci/ssh-target.sh), twice: the second run
-#                                           # must change nothing; then the result, read over SSH
-#   ci/ansible-checks.sh converge-cluster   # app + sonarqube against KUBECONFIG's cluster, twice,
-#                                           # from deleted namespaces; then the rendered Secrets
+#   ci/ansible-checks.sh lint       # syntax check of every playbook, ansible-lint
+#                                  # (production profile, offline), yamllint, checkov
+#   ci/ansible-checks.sh converge   # site.yml over SSH into a separate Debian 12 machine
+#                                  # (ci/ssh-target.sh) whose cluster is KUBECONFIG's, twice:
+#                                  # the second run must change nothing; then the host, read
+#                                  # over SSH, the cluster, read from its API server, and a
+#                                  # new version rolled out
 #
 # Tools from $VENV (default .venv: ansible, ansible-lint, checkov, yamllint).
-# converge-host needs root (network namespaces), debootstrap, apt-cacher-ng and
-# Debian's archive, and KUBECTL (the kubectl the role installs, served to the target). converge-cluster needs
-# KUBECONFIG and KUBECTL. Exit codes: 0 passed, 1 a check failed, 2 usage.
+# converge needs root (network namespaces), debootstrap, apt-cacher-ng, socat,
+# Debian's archive and PyPI (the wheels the k8s_tools role installs, served to the
+# target), KUBECONFIG (a cluster on 127.0.0.1) and KUBECTL (the kubectl the role
+# installs, served to the target). Exit codes: 0 passed, 1 a check failed, 2 usage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
@@ -67,14 +68,15 @@ sys.exit("\n".join(bad) if bad else 0)
 '
   ;;
 
-converge-host)
-  : "${KUBECTL:?KUBECTL must name the kubectl binary to serve}"
+converge)
+  : "${KUBECTL:?KUBECTL must name the kubectl binary to serve}" "${KUBECONFIG:?}"
   WORK=$(mktemp -d)
   cleanup() {
     bash "$ROOT/ci/ssh-target.sh" stop "$WORK/target" || true
     rm -rf "$WORK"
   }
   trap cleanup EXIT
+  export ANSIBLE_CI_BUILD_DIR="$WORK/build"
   # The role downloads kubectl and its .sha256 from here, as it would from dl.k8s.io,
   # ...and the Compose plugin, as from Compose's releases (hash and file name, their format).
   mkdir "$WORK/mirror"
@@ -82,17 +84,48 @@ converge-host)
   sha256sum "$WORK/mirror/kubectl" | cut -d' ' -f1 >"$WORK/mirror/kubectl.sha256"
   cp -L "$(bash "$ROOT/tools/compose/build.sh")" "$WORK/mirror/docker-compose-linux-x86_64"
   (cd "$WORK/mirror" && sha256sum docker-compose-linux-x86_64 >docker-compose-linux-x86_64.sha256)
+  # ...and the kubernetes client's wheels, as PyPI would (the pin the role installs),
+  # downloaded once per machine.
+  req=$(sed -n 's/^ *- \(kubernetes==[0-9.]*\)$/\1/p' roles/k8s_tools/defaults/main.yml)
+  wheels="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}/wheels/$req"
+  if [ ! -f "$wheels/done" ]; then
+    rm -rf "$wheels" && mkdir -p "$wheels"
+    "$VENV/bin/python" -m pip download --quiet --only-binary :all: --python-version 3.11 -d "$wheels" "$req"
+    touch "$wheels/done"
+  fi
+  mkdir "$WORK/mirror/wheels"
+  cp "$wheels"/*.whl "$WORK/mirror/wheels/"
+  # A vault made the way a user makes theirs (vault.example.yml, real values,
+  # encrypted), with a password that exists only for this run.
+  python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$WORK/vault-pass"
+  mongo_pw="ci-$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+  mongo_root_pw="ci-root-$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+  sed -e "s|^vault_mongodb_password: .*|vault_mongodb_password: $mongo_pw|" \
+    -e "s|^vault_mongodb_root_password: .*|vault_mongodb_root_password: $mongo_root_pw|" vault.example.yml >"$WORK/vault.yml"
+  ansible-vault encrypt --vault-password-file "$WORK/vault-pass" "$WORK/vault.yml" >/dev/null
+  head -1 "$WORK/vault.yml"
+  # The target's cluster, as `minikube start` would leave it in the user's
+  # ~/.kube/config: the run's API server, credentials embedded (no paths).
+  "$KUBECTL" config view --raw --flatten --minify >"$WORK/target.kubeconfig"
+  # From nothing: the namespaces earlier stages deployed into are deleted first.
+  "$KUBECTL" delete namespace tasks-api sonarqube --ignore-not-found --timeout 120s
   # The target: a separate Debian 12 machine reached over SSH (ci/ssh-target.sh).
-  CI_MIRROR_DIR="$WORK/mirror" bash "$ROOT/ci/ssh-target.sh" start "$WORK/target" >"$WORK/host-vars"
+  CI_MIRROR_DIR="$WORK/mirror" CI_TARGET_KUBECONFIG="$WORK/target.kubeconfig" \
+    bash "$ROOT/ci/ssh-target.sh" start "$WORK/target" >"$WORK/host-vars"
   {
     printf 'all:\n  children:\n    devsecops:\n      hosts:\n        tasks-target:\n'
     sed 's/^/          /' "$WORK/host-vars"
   } >"$WORK/inventory.yml"
-  converge_twice host -i "$WORK/inventory.yml" -e @ci/host-vars.yml docker.yml k8s-tools.yml
-  # The result, read from the target itself, over SSH.
+  # docs/ansible.md's one command, without the roles this machine cannot run
+  # (minikube, monitoring, jenkins: why, in docs/ansible.md).
+  site=(-i "$WORK/inventory.yml" -e @ci/target-vars.yml -e @"$WORK/vault.yml"
+    --vault-password-file "$WORK/vault-pass" site.yml --skip-tags "minikube,monitoring,jenkins")
+  converge_twice site "${site[@]}"
+
+  # The host, read from the target itself, over SSH.
   in_target() { bash "$ROOT/ci/ssh-target.sh" ssh "$WORK/target" "$@"; }
-  in_target dpkg-query -W -f '${Package} ${Version} ${Status}\n' docker.io python3-docker python3-kubernetes | tee "$WORK/pkgs"
-  [ "$(grep -c 'install ok installed' "$WORK/pkgs")" = 3 ] || { echo "packages missing" >&2; exit 1; }
+  in_target dpkg-query -W -f '${Package} ${Version} ${Status}\n' docker.io python3-docker | tee "$WORK/pkgs"
+  [ "$(grep -c 'install ok installed' "$WORK/pkgs")" = 2 ] || { echo "packages missing" >&2; exit 1; }
   in_target cat /etc/docker/daemon.json | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
@@ -110,37 +143,13 @@ print("daemon.json:", json.dumps(d, sort_keys=True))
   compose=$(in_target docker compose version)
   echo "$compose"
   case "$compose" in *v5.6.0*) ;; *) echo "\`docker compose\` in the target is not v5.6.0" >&2; exit 1 ;; esac
-  echo "host roles converged over SSH: packages, daemon.json, docker group, kubectl verified, docker compose"
-  ;;
+  # The kubernetes.core modules run on the target with the client the role installed.
+  client=$(in_target /opt/k8s-tools/python/bin/python3 -c 'import kubernetes; print(kubernetes.__version__)')
+  [ "$client" = 33.1.0 ] || { echo "the target's kubernetes client is $client, not 33.1.0" >&2; exit 1; }
+  echo "host: packages, daemon.json, docker group, kubectl v1.33.13, docker compose v5.6.0, kubernetes client $client"
 
-converge-cluster)
-  : "${KUBECONFIG:?}" "${KUBECTL:?}"
-  WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"' EXIT
-  export ANSIBLE_CI_BUILD_DIR="$WORK/build"
-  # A vault made the way a user makes theirs (vault.example.yml, real values,
-  # encrypted), with a password that exists only for this run.
-  python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$WORK/vault-pass"
-  mongo_pw="ci-$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
-  mongo_root_pw="ci-root-$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
-  sed -e "s|^vault_mongodb_password: .*|vault_mongodb_password: $mongo_pw|" \
-    -e "s|^vault_mongodb_root_password: .*|vault_mongodb_root_password: $mongo_root_pw|" vault.example.yml >"$WORK/vault.yml"
-  ansible-vault encrypt --vault-password-file "$WORK/vault-pass" "$WORK/vault.yml" >/dev/null
-  head -1 "$WORK/vault.yml"
-  cat >"$WORK/inventory.yml" <<YAML
-all:
-  children:
-    devsecops:
-      hosts:
-        ci-controller:
-          ansible_connection: local
-          ansible_python_interpreter: $VENV/bin/python
-YAML
-  # From nothing: the namespaces earlier stages deployed into are deleted first.
-  "$KUBECTL" delete namespace tasks-api sonarqube --ignore-not-found --timeout 120s
-  converge_twice cluster -i "$WORK/inventory.yml" -e @ci/cluster-vars.yml -e @"$WORK/vault.yml" \
-    --vault-password-file "$WORK/vault-pass" app.yml sonarqube.yml
-  # The Secrets the overlay generated from the vault's values, read back from the API server.
+  # The cluster, read back from its API server: the Secrets the overlay generated
+  # from the vault's values.
   "$KUBECTL" get secrets -n tasks-api -o json | python3 -c '
 import base64, json, sys
 pw = sys.argv[1]
@@ -162,18 +171,20 @@ print("Secrets rendered from the vault: mongodb-auth (root), tasks-api-mongodb (
   image() { "$KUBECTL" get deployment tasks-api -n tasks-api -o jsonpath='{.spec.template.spec.containers[0].image}'; }
   want="tasks-api:$(git -C "$ROOT" rev-parse --short=12 HEAD)"
   [ "$(image)" = "$want" ] || { echo "the Deployment runs $(image), not $want" >&2; exit 1; }
-  ansible-playbook -i "$WORK/inventory.yml" -e @ci/cluster-vars.yml -e @"$WORK/vault.yml" \
+  ansible-playbook -i "$WORK/inventory.yml" -e @ci/target-vars.yml -e @"$WORK/vault.yml" \
     --vault-password-file "$WORK/vault-pass" -e app_version=ci-next-commit app.yml | tee "$WORK/next.log" | grep -E '^\S+\s+: ok='
   grep -E '^\S+\s+: ok=' "$WORK/next.log" | grep -E 'changed=[1-9]' >/dev/null \
     || { echo "a new version changed nothing" >&2; exit 1; }
   [ "$(image)" = tasks-api:ci-next-commit ] || { echo "a new version was not rolled out: $(image)" >&2; exit 1; }
   echo "versions: $want deployed, re-converged with changed=0; tasks-api:ci-next-commit rolled out by the next converge"
-  # The kubeconfig the role wrote for Jenkins is the deployer ServiceAccount's.
-  who=$("$KUBECTL" --kubeconfig "$ANSIBLE_CI_BUILD_DIR/deployer.kubeconfig" auth whoami -o jsonpath='{.status.userInfo.username}')
+  # The kubeconfig the role wrote on the target for Jenkins is the deployer
+  # ServiceAccount's, and only its owner reads it.
+  deployer=/home/ansible/.kube/tasks-api-deployer.kubeconfig
+  who=$(in_target kubectl --kubeconfig "$deployer" auth whoami -o jsonpath='{.status.userInfo.username}')
   [ "$who" = system:serviceaccount:tasks-api:tasks-api-deployer ] || { echo "Jenkins' kubeconfig is $who's" >&2; exit 1; }
-  [ "$(stat -c %a "$ANSIBLE_CI_BUILD_DIR/deployer.kubeconfig")" = 600 ] || { echo "the deployer kubeconfig is not 0600" >&2; exit 1; }
-  echo "Jenkins' kubeconfig: $who, 0600"
+  [ "$(in_target stat -c '%a %U' "$deployer")" = "600 ansible" ] || { echo "the deployer kubeconfig is not 0600 ansible's" >&2; exit 1; }
+  echo "Jenkins' kubeconfig on the target: $who, 0600"
   ;;
 
-*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+*) sed -n '2,16p' "$0" >&2; exit 2 ;;
 esac

@@ -10,17 +10,21 @@
 #   ci/ssh-target.sh ssh DIR CMD...   # runs CMD on the target as root (for checks)
 #   ci/ssh-target.sh stop DIR
 #
-# The target reaches two things only, both served from the host's end of the link:
-# Debian's archive through apt-cacher-ng (an apt caching proxy, so .debs are
-# downloaded once per machine; the target's apt is pointed at it, as sites with a
-# local apt proxy do) and the files CI_MIRROR_DIR holds (kubectl, the Compose
-# plugin), served as their release servers would. Root, iproute2, util-linux.
+# The target reaches three things only, all served from the host: Debian's archive
+# through apt-cacher-ng (an apt caching proxy, so .debs are downloaded once per
+# machine; the target's apt is pointed at it, as sites with a local apt proxy do),
+# the files CI_MIRROR_DIR holds (kubectl, the Compose plugin, Python wheels), served
+# as their release servers would, and, with CI_TARGET_KUBECONFIG (a kubeconfig with
+# its credentials embedded and the server https://127.0.0.1:PORT), that API server:
+# the file becomes the login user's ~/.kube/config, as `minikube start` leaves it,
+# and the target's own 127.0.0.1:PORT is carried to the host's over a Unix socket
+# (socat, as tools/k8s/node.sh carries its node's). Root, iproute2, util-linux, socat.
 # Exit codes: 0 done, 1 it failed, 2 usage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE="${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}"
 HOST_IP=198.19.255.1 TARGET_IP=198.19.255.2
-[ $# -ge 2 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
 CMD=$1 DIR=$2
 shift 2
 
@@ -64,6 +68,13 @@ start)
   echo 'ansible ALL=(ALL:ALL) NOPASSWD: ALL' >"$TARGET/etc/sudoers.d/ansible"
   chmod 440 "$TARGET/etc/sudoers.d/ansible"
   printf 'PasswordAuthentication no\nPermitRootLogin no\nListenAddress %s\n' "$TARGET_IP" >"$TARGET/etc/ssh/sshd_config.d/ci.conf"
+  API_PORT=""
+  if [ -n "${CI_TARGET_KUBECONFIG:-}" ]; then
+    API_PORT=$(sed -n 's|^ *server: https://127\.0\.0\.1:\([0-9][0-9]*\)/*$|\1|p' "$CI_TARGET_KUBECONFIG")
+    [ -n "$API_PORT" ] || { echo "CI_TARGET_KUBECONFIG: the server is not https://127.0.0.1:PORT" >&2; exit 1; }
+    install -d -m 700 -o "$(chroot "$TARGET" id -u ansible)" -g "$(chroot "$TARGET" id -g ansible)" "$TARGET/home/ansible/.kube"
+    install -m 600 -o "$(chroot "$TARGET" id -u ansible)" "$CI_TARGET_KUBECONFIG" "$TARGET/home/ansible/.kube/config"
+  fi
 
   # Debian's archive through the apt proxy on the host's end of the link. The proxy
   # fetches from deb.debian.org, the mirror the target asks for (its stock backend
@@ -102,6 +113,14 @@ start)
   if [ -n "${CI_MIRROR_DIR:-}" ]; then
     python3 -m http.server --bind "$HOST_IP" --directory "$CI_MIRROR_DIR" 8080 >"$DIR/mirror.log" 2>&1 &
     echo $! >"$DIR/mirror.pid"
+  fi
+
+  if [ -n "$API_PORT" ]; then
+    socat "UNIX-LISTEN:$DIR/api.sock,fork,unlink-early,mode=600" "TCP:127.0.0.1:$API_PORT" >"$DIR/api-host.log" 2>&1 &
+    echo $! >"$DIR/api-host.pid"
+    nsenter --net="/run/netns/$NS" socat "TCP-LISTEN:$API_PORT,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$DIR/api.sock" \
+      >"$DIR/api-target.log" 2>&1 &
+    echo $! >"$DIR/api-target.pid"
   fi
 
   # The machine: sshd in its own namespaces, chrooted into its root filesystem.
@@ -145,7 +164,7 @@ ssh)
   ;;
 
 stop)
-  for f in target.pid mirror.pid acng.pid.run; do
+  for f in target.pid mirror.pid acng.pid.run api-host.pid api-target.pid; do
     if [ -f "$DIR/$f" ]; then
       pid=$(cat "$DIR/$f")
       if [ "$f" = target.pid ]; then kill -KILL "$pid" 2>/dev/null || true; else kill "$pid" 2>/dev/null || true; fi
@@ -159,5 +178,5 @@ stop)
   if [ -f "$DIR/veth" ]; then ip link del "$(cat "$DIR/veth")" 2>/dev/null || true; rm -f "$DIR/veth"; fi
   ;;
 
-*) sed -n '2,18p' "$0" >&2; exit 2 ;;
+*) sed -n '2,22p' "$0" >&2; exit 2 ;;
 esac
