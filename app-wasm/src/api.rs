@@ -65,7 +65,7 @@ fn task_response(status: u16, task: &Task) -> Response {
         .status(status)
         .header("content-type", "application/json")
         .header("etag", task.etag())
-        .body(task.to_json().to_string())
+        .body(json_string(task))
         .build()
 }
 
@@ -110,8 +110,14 @@ fn json_object(req: &Request) -> Result<Map<String, Value>, Problem> {
     }
 }
 
-fn stored_task(d: &Document) -> Result<Task, Problem> {
-    Task::from_stored(d).ok_or_else(|| Problem::new(Kind::Internal, "a stored task is malformed"))
+fn stored_task(bytes: &[u8]) -> Result<Task, Problem> {
+    Task::from_stored(bytes)
+        .ok_or_else(|| Problem::new(Kind::Internal, "a stored task is malformed"))
+}
+
+/// Serializing our own types cannot fail (string keys, no maps of other keys).
+fn json_string(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// A task id is 24 lowercase hex digits, as the API writes them. Uppercase is
@@ -285,23 +291,29 @@ fn list(req: &Request) -> Outcome {
     let dir = if q.desc { -1 } else { 1 };
     let sort = doc! {q.sort.name(): dir, "_id": dir};
     // One extra tells whether there is a next page without a count.
-    let mut docs = data::find(&filter, &sort, q.limit + 1)?;
+    let docs = data::find(&filter, &sort, q.limit + 1)?;
     let more = docs.len() > q.limit as usize;
-    docs.truncate(q.limit as usize);
+    let items = docs
+        .iter()
+        .take(q.limit as usize)
+        .map(|d| stored_task(d))
+        .collect::<Result<Vec<_>, _>>()?;
     let next = if more {
-        docs.last()
-            .and_then(|d| Cursor::after(q.sort, d))
-            .map(|c| c.encode())
+        items.last().map(|t| Cursor::after(q.sort, t).encode())
     } else {
         None
     };
-    let items = docs
-        .iter()
-        .map(|d| stored_task(d).map(|t| t.to_json()))
-        .collect::<Result<Vec<_>, _>>()?;
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        items: &'a [Task],
+        next_cursor: Option<String>,
+    }
     Ok(json_response(
         200,
-        json!({"items": items, "next_cursor": next}).to_string(),
+        json_string(&Page {
+            items: &items,
+            next_cursor: next,
+        }),
     ))
 }
 

@@ -9,6 +9,7 @@
 //! request's `sort` gives, so it continues a listing only with the sort that
 //! issued it.
 
+use crate::task::Task;
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,17 +56,13 @@ pub struct Cursor {
 const VALUE_MAX_DIGITS: usize = 18;
 
 impl Cursor {
-    pub fn after(sort: SortField, last: &Document) -> Option<Self> {
-        let value = match last.get(sort.name()) {
-            Some(Bson::DateTime(d)) => Some(d.timestamp_millis()),
-            Some(Bson::Int32(p)) => Some(i64::from(*p)),
-            Some(Bson::Int64(p)) => Some(*p),
-            _ => None,
+    pub fn after(sort: SortField, last: &Task) -> Self {
+        let value = match sort {
+            SortField::Created => Some(last.created.timestamp_millis()),
+            SortField::Due => last.fields.due.map(|d| d.timestamp_millis()),
+            SortField::Priority => Some(i64::from(last.fields.priority)),
         };
-        Some(Self {
-            value,
-            id: last.get_object_id("_id").ok()?,
-        })
+        Self { value, id: last.id }
     }
 
     pub fn encode(&self) -> String {

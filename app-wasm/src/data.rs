@@ -1,5 +1,6 @@
-//! Thin, typed wrapper over the host's `documents` import: BSON in and out, the
-//! host's error variant mapped to a problem response.
+//! Thin, typed wrapper over the host's `documents` import: BSON in, the stored
+//! documents' raw bytes out (read once, by `Task::from_stored`), the host's error
+//! variant mapped to a problem response.
 
 use crate::app::data::documents::{self, Error, FindOptions};
 use crate::problem::{Kind, Problem};
@@ -32,46 +33,35 @@ fn encode(doc: &Document) -> Result<Vec<u8>, Problem> {
         .map_err(|_| Problem::new(Kind::Internal, "could not encode a document"))
 }
 
-fn decode(bytes: &[u8]) -> Result<Document, Problem> {
-    Document::from_reader(bytes)
-        .map_err(|_| Problem::new(Kind::Internal, "storage returned a malformed document"))
+pub fn insert_one(doc: &Document) -> Result<Vec<u8>, Problem> {
+    Ok(documents::insert_one(TASKS, &encode(doc)?)?)
 }
 
-pub fn insert_one(doc: &Document) -> Result<Document, Problem> {
-    decode(&documents::insert_one(TASKS, &encode(doc)?)?)
+pub fn find_one(filter: &Document) -> Result<Option<Vec<u8>>, Problem> {
+    Ok(documents::find_one(TASKS, &encode(filter)?)?)
 }
 
-pub fn find_one(filter: &Document) -> Result<Option<Document>, Problem> {
-    documents::find_one(TASKS, &encode(filter)?)?
-        .map(|d| decode(&d))
-        .transpose()
-}
-
-pub fn find(filter: &Document, sort: &Document, limit: u32) -> Result<Vec<Document>, Problem> {
+pub fn find(filter: &Document, sort: &Document, limit: u32) -> Result<Vec<Vec<u8>>, Problem> {
     let options = FindOptions {
         sort: Some(encode(sort)?),
         limit: Some(limit),
         skip: None,
         projection: None,
     };
-    documents::find(TASKS, &encode(filter)?, &options)?
-        .iter()
-        .map(|d| decode(d))
-        .collect()
+    Ok(documents::find(TASKS, &encode(filter)?, &options)?)
 }
 
 pub fn update_one(
     filter: &Document,
     update: &Document,
     expected_version: Option<i64>,
-) -> Result<Document, Error> {
-    let bytes = documents::update_one(
+) -> Result<Vec<u8>, Error> {
+    documents::update_one(
         TASKS,
         &encode(filter).map_err(|_| Error::Internal("encode".into()))?,
         &encode(update).map_err(|_| Error::Internal("encode".into()))?,
         expected_version,
-    )?;
-    Document::from_reader(bytes.as_slice()).map_err(|_| Error::Internal("decode".into()))
+    )
 }
 
 pub fn delete_one(filter: &Document) -> Result<(), Problem> {

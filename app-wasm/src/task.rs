@@ -1,8 +1,9 @@
 //! The task resource: field rules, JSON <-> BSON, and merge-patch application.
 
 use crate::problem::{FieldError, FieldErrors};
-use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
-use serde_json::{Map, Value, json};
+use bson::{Bson, DateTime, Document, RawBsonRef, RawDocument, doc, oid::ObjectId};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 pub const STATUSES: [&str; 3] = ["todo", "doing", "done"];
 pub const TITLE_MAX_CHARS: usize = 200;
@@ -163,43 +164,6 @@ impl Fields {
             "due": self.due.map_or(Bson::Null, Bson::DateTime),
         }
     }
-
-    /// The stored fields of a task as read back from the store.
-    pub fn from_stored(d: &Document) -> Option<Self> {
-        Some(Self {
-            title: d.get_str("title").ok()?.to_owned(),
-            description: d.get_str("description").unwrap_or_default().to_owned(),
-            status: d.get_str("status").ok()?.to_owned(),
-            priority: match d.get("priority")? {
-                Bson::Int32(p) => *p,
-                Bson::Int64(p) => i32::try_from(*p).ok()?,
-                _ => return None,
-            },
-            tags: d
-                .get_array("tags")
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|t| t.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            due: d.get_datetime("due").ok().copied(),
-        })
-    }
-
-    fn to_json(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("title".into(), json!(self.title));
-        m.insert("description".into(), json!(self.description));
-        m.insert("status".into(), json!(self.status));
-        m.insert("priority".into(), json!(self.priority));
-        m.insert("tags".into(), json!(self.tags));
-        m.insert(
-            "due".into(),
-            self.due.map_or(Value::Null, |d| json!(rfc3339(d))),
-        );
-        m
-    }
 }
 
 impl Fields {
@@ -247,6 +211,27 @@ pub fn rfc3339(d: DateTime) -> String {
     format!("{secs}.{:0<3}Z", &frac[..frac.len().min(3)])
 }
 
+/// The JSON of a task, written straight from the struct (no `serde_json::Value`
+/// in between: a list of 20 built maps and dropped them for every request). The
+/// keys in sorted order, as before.
+impl Serialize for Task {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let f = &self.fields;
+        let mut m = serializer.serialize_map(Some(10))?;
+        m.serialize_entry("created", &rfc3339(self.created))?;
+        m.serialize_entry("description", &f.description)?;
+        m.serialize_entry("due", &f.due.map(rfc3339))?;
+        m.serialize_entry("id", &self.id.to_hex())?;
+        m.serialize_entry("priority", &f.priority)?;
+        m.serialize_entry("status", &f.status)?;
+        m.serialize_entry("tags", &f.tags)?;
+        m.serialize_entry("title", &f.title)?;
+        m.serialize_entry("updated", &rfc3339(self.updated))?;
+        m.serialize_entry("version", &self.version)?;
+        m.end()
+    }
+}
+
 /// A stored task: id and server-set fields plus the editable ones.
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -258,32 +243,70 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn from_stored(d: &Document) -> Option<Self> {
+    /// A task as read back from the store, in one pass over its raw BSON: no
+    /// decoded document in between, the strings copied once. `None` when the bytes
+    /// are not a document, or a required field is missing or of another type. A
+    /// repeated key counts by its last value, as in a decoded document.
+    pub fn from_stored(bytes: &[u8]) -> Option<Self> {
+        // Outer None: absent; inner None: present with another type.
+        let (mut id, mut title, mut status, mut priority) = (None, None, None, None);
+        let (mut created, mut updated, mut version) = (None, None, None);
+        let (mut description, mut tags, mut due) = (None, None, None);
+        for element in RawDocument::from_bytes(bytes).ok()? {
+            let (key, value) = element.ok()?;
+            match key.as_str() {
+                "_id" => id = Some(value.as_object_id()),
+                "title" => title = Some(value.as_str()),
+                "description" => description = Some(value.as_str()),
+                "status" => status = Some(value.as_str()),
+                "priority" => {
+                    priority = Some(match value {
+                        RawBsonRef::Int32(p) => Some(p),
+                        RawBsonRef::Int64(p) => i32::try_from(p).ok(),
+                        _ => None,
+                    });
+                }
+                "tags" => tags = Some(value.as_array()),
+                "due" => due = Some(value.as_datetime()),
+                "created" => created = Some(value.as_datetime()),
+                "updated" => updated = Some(value.as_datetime()),
+                "version" => {
+                    version = Some(match value {
+                        RawBsonRef::Int64(v) => Some(v),
+                        RawBsonRef::Int32(v) => Some(i64::from(v)),
+                        _ => None,
+                    });
+                }
+                _ => {}
+            }
+        }
+        let tags = match tags.flatten() {
+            // Strings kept, other values skipped; a malformed element fails the task.
+            Some(a) => a
+                .into_iter()
+                .filter_map(|t| t.map(|t| t.as_str().map(str::to_owned)).transpose())
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?,
+            None => Vec::new(),
+        };
         Some(Self {
-            id: d.get_object_id("_id").ok()?,
-            fields: Fields::from_stored(d)?,
-            created: *d.get_datetime("created").ok()?,
-            updated: *d.get_datetime("updated").ok()?,
-            version: match d.get("version")? {
-                Bson::Int64(v) => *v,
-                Bson::Int32(v) => i64::from(*v),
-                _ => return None,
+            id: id??,
+            fields: Fields {
+                title: title??.to_owned(),
+                description: description.flatten().unwrap_or_default().to_owned(),
+                status: status??.to_owned(),
+                priority: priority??,
+                tags,
+                due: due.flatten(),
             },
+            created: created??,
+            updated: updated??,
+            version: version??,
         })
     }
 
     pub fn etag(&self) -> String {
         etag(self.version)
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(self.id.to_hex()));
-        m.extend(self.fields.to_json());
-        m.insert("created".into(), json!(rfc3339(self.created)));
-        m.insert("updated".into(), json!(rfc3339(self.updated)));
-        m.insert("version".into(), json!(self.version));
-        Value::Object(m)
     }
 
     /// Apply an RFC 7396 JSON merge patch to the editable fields. Only the fields the
@@ -438,6 +461,109 @@ pub fn if_none_match(header: &str, version: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn stored(d: Document) -> Vec<u8> {
+        d.to_vec().unwrap()
+    }
+
+    fn full() -> Document {
+        doc! {
+            "_id": ObjectId::parse_str("65a1b2c3d4e5f60718293a4b").unwrap(),
+            "title": "write \"docs\"",
+            "description": "d",
+            "status": "doing",
+            "priority": 4,
+            "tags": ["a", 7, "b"],
+            "due": DateTime::from_millis(1_798_761_600_000),
+            "created": DateTime::from_millis(1_765_000_000_123),
+            "updated": DateTime::from_millis(1_765_000_000_456),
+            "version": 3_i64,
+        }
+    }
+
+    #[test]
+    fn a_stored_task_is_read_in_one_pass_and_written_as_the_api_documents_it() {
+        let t = Task::from_stored(&stored(full())).unwrap();
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            json!({
+                "created": "2025-12-06T05:46:40.123Z",
+                "description": "d",
+                "due": "2027-01-01T00:00:00.000Z",
+                "id": "65a1b2c3d4e5f60718293a4b",
+                "priority": 4,
+                "status": "doing",
+                "tags": ["a", "b"],
+                "title": "write \"docs\"",
+                "updated": "2025-12-06T05:46:40.456Z",
+                "version": 3,
+            })
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn stored_optional_fields_default_and_required_ones_are_checked() {
+        let mut d = full();
+        for k in ["description", "tags", "due"] {
+            d.remove(k);
+        }
+        d.insert("priority", 2_i64);
+        d.insert("version", 5_i32);
+        let t = Task::from_stored(&stored(d)).unwrap();
+        assert_eq!(
+            (
+                t.fields.description.as_str(),
+                t.fields.tags.len(),
+                t.fields.due
+            ),
+            ("", 0, None)
+        );
+        assert_eq!((t.fields.priority, t.version), (2, 5));
+        for k in [
+            "_id", "title", "status", "priority", "created", "updated", "version",
+        ] {
+            let mut d = full();
+            d.remove(k);
+            assert!(Task::from_stored(&stored(d)).is_none(), "{k} missing");
+            let mut d = full();
+            d.insert(k, Bson::Boolean(true));
+            assert!(
+                Task::from_stored(&stored(d)).is_none(),
+                "{k} of another type"
+            );
+        }
+        let mut d = full();
+        d.insert("priority", i64::from(i32::MAX) + 1);
+        assert!(
+            Task::from_stored(&stored(d)).is_none(),
+            "priority out of range"
+        );
+        assert!(
+            Task::from_stored(b"\x05\x00\x00").is_none(),
+            "not a document"
+        );
+        let mut bytes = stored(full());
+        bytes.truncate(bytes.len() - 8);
+        assert!(Task::from_stored(&bytes).is_none(), "truncated");
+    }
+
+    #[test]
+    fn a_repeated_stored_key_counts_by_its_last_value() {
+        // Two "status" keys, as a raw document can hold them.
+        let mut d = full();
+        d.remove("status");
+        let mut bytes = stored(d);
+        let tail = stored(doc! {"status": "todo", "x": 1}).split_off(4);
+        let extra = stored(doc! {"status": "done"}).split_off(4);
+        bytes.pop();
+        bytes.extend_from_slice(&extra[..extra.len() - 1]);
+        bytes.extend_from_slice(&tail);
+        let len = u32::try_from(bytes.len()).unwrap().to_le_bytes();
+        bytes[..4].copy_from_slice(&len);
+        assert_eq!(Task::from_stored(&bytes).unwrap().fields.status, "todo");
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         match v {
