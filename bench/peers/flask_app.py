@@ -53,6 +53,8 @@ class MongoStore:
         from pymongo import MongoClient
 
         self.coll = MongoClient(uri, maxPoolSize=32)[database]["tasks"]
+        # The index the list's sort needs, as the host creates its own at start.
+        self.coll.create_index([("created", 1), ("_id", 1)])
 
     def insert(self, doc):
         self.coll.insert_one(doc)
