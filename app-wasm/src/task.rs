@@ -469,7 +469,7 @@ mod tests {
 
     fn full() -> Document {
         doc! {
-            "_id": ObjectId::parse_str("65a1b2c3d4e5f60718293a4b").unwrap(),
+            "_id": ObjectId::from_bytes([7; 12]),
             "title": "write \"docs\"",
             "description": "d",
             "status": "doing",
@@ -491,7 +491,7 @@ mod tests {
                 "created": "2025-12-06T05:46:40.123Z",
                 "description": "d",
                 "due": "2027-01-01T00:00:00.000Z",
-                "id": "65a1b2c3d4e5f60718293a4b",
+                "id": "07".repeat(12),
                 "priority": 4,
                 "status": "doing",
                 "tags": ["a", "b"],
