@@ -17,12 +17,14 @@ LIST="$(cd "$(dirname "$0")" && pwd)/packages.txt"
 
 # entries KIND: "name version rest..." for each line of that kind, comments dropped.
 entries() {
-  sed -e 's/#.*//' "$LIST" | awk -v k="$1" '$1 == k { $1 = ""; sub(/^ /, ""); print }'
+  awk -v k="$1" '{ sub(/#.*/, "") } $1 == k { $1 = ""; sub(/^ /, ""); print }' "$LIST"
 }
 
+# awk reads the list itself: behind a pipe, its early exit would kill the writer
+# with SIGPIPE once the list outgrows a pipe buffer (it did, at 4 KiB).
 field() {  # field NAME: the whole entry line of NAME, or exit 2
   local line
-  line=$(sed -e 's/#.*//' "$LIST" | awk -v n="$1" '$2 == n { print; exit }')
+  line=$(awk -v n="$1" '{ sub(/#.*/, "") } $2 == n { print; exit }' "$LIST")
   [ -n "$line" ] || { echo "$1 is not in $LIST" >&2; exit 2; }
   echo "$line"
 }
