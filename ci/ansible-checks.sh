@@ -144,9 +144,9 @@ print("daemon.json:", json.dumps(d, sort_keys=True))
   echo "$compose"
   case "$compose" in *v5.6.0*) ;; *) echo "\`docker compose\` in the target is not v5.6.0" >&2; exit 1 ;; esac
   # The kubernetes.core modules run on the target with the client the role installed.
-  client=$(in_target /opt/k8s-tools/python/bin/python3 -c 'import kubernetes; print(kubernetes.__version__)')
-  [ "$client" = 33.1.0 ] || { echo "the target's kubernetes client is $client, not 33.1.0" >&2; exit 1; }
-  echo "host: packages, daemon.json, docker group, kubectl v1.33.13, docker compose v5.6.0, kubernetes client $client"
+  pyclient=$(in_target /opt/k8s-tools/python/bin/python3 -c 'import kubernetes; print(kubernetes.__version__)')
+  [ "$pyclient" = 33.1.0 ] || { echo "the target's kubernetes client is $pyclient, not 33.1.0" >&2; exit 1; }
+  echo "host: packages, daemon.json, docker group, kubectl v1.33.13, docker compose v5.6.0, kubernetes client $pyclient"
 
   # The cluster, read back from its API server: the Secrets the overlay generated
   # from the vault's values.

@@ -232,6 +232,15 @@ impl Serialize for Task {
     }
 }
 
+/// A stored integer, whichever width the writer chose.
+fn integer(value: RawBsonRef<'_>) -> Option<i64> {
+    match value {
+        RawBsonRef::Int32(v) => Some(i64::from(v)),
+        RawBsonRef::Int64(v) => Some(v),
+        _ => None,
+    }
+}
+
 /// A stored task: id and server-set fields plus the editable ones.
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -259,24 +268,12 @@ impl Task {
                 "title" => title = Some(value.as_str()),
                 "description" => description = Some(value.as_str()),
                 "status" => status = Some(value.as_str()),
-                "priority" => {
-                    priority = Some(match value {
-                        RawBsonRef::Int32(p) => Some(p),
-                        RawBsonRef::Int64(p) => i32::try_from(p).ok(),
-                        _ => None,
-                    });
-                }
+                "priority" => priority = Some(integer(value).and_then(|p| i32::try_from(p).ok())),
                 "tags" => tags = Some(value.as_array()),
                 "due" => due = Some(value.as_datetime()),
                 "created" => created = Some(value.as_datetime()),
                 "updated" => updated = Some(value.as_datetime()),
-                "version" => {
-                    version = Some(match value {
-                        RawBsonRef::Int64(v) => Some(v),
-                        RawBsonRef::Int32(v) => Some(i64::from(v)),
-                        _ => None,
-                    });
-                }
+                "version" => version = Some(integer(value)),
                 _ => {}
             }
         }
