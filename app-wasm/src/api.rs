@@ -3,11 +3,12 @@
 use crate::app::data::documents::Error as DataError;
 use crate::cursor::{Cursor, SortField};
 use crate::data;
+use crate::http::{Request, Response};
 use crate::problem::{FieldError, FieldErrors, Kind, Problem, shorten};
 use crate::task::{Fields, IfMatch, Precondition, Task, if_none_match};
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use serde_json::{Map, Value, json};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::Method;
 
 const OPENAPI: &str = include_str!("../openapi.json");
 pub const LIST_DEFAULT_LIMIT: u32 = 20;
@@ -53,29 +54,21 @@ fn method_not_allowed(allow: &'static str) -> Outcome {
 }
 
 fn json_response(status: u16, body: String) -> Response {
-    Response::builder()
-        .status(status)
+    Response::new(status)
         .header("content-type", "application/json")
         .body(body)
-        .build()
 }
 
 fn task_response(status: u16, task: &Task) -> Response {
-    Response::builder()
-        .status(status)
+    Response::new(status)
         .header("content-type", "application/json")
         .header("etag", task.etag())
         .body(json_string(task))
-        .build()
-}
-
-fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.header(name).and_then(|v| v.as_str())
 }
 
 /// The request's media type (without parameters), lower-cased.
 fn media_type(req: &Request) -> Option<String> {
-    header(req, "content-type").map(|v| {
+    req.header("content-type").map(|v| {
         v.split(';')
             .next()
             .unwrap_or("")
@@ -145,9 +138,7 @@ fn create(req: &Request) -> Outcome {
     d.insert("updated", now);
     d.insert("version", 1_i64);
     let task = stored_task(&data::insert_one(&d)?)?;
-    let mut resp = task_response(201, &task);
-    resp.set_header("location", format!("/api/tasks/{}", task.id.to_hex()));
-    Ok(resp)
+    Ok(task_response(201, &task).header("location", format!("/api/tasks/{}", task.id.to_hex())))
 }
 
 fn get_one(req: &Request, id: &str) -> Outcome {
@@ -156,11 +147,11 @@ fn get_one(req: &Request, id: &str) -> Outcome {
         return Err(Problem::new(Kind::NotFound, "no such task"));
     };
     let task = stored_task(&d)?;
-    if header(req, "if-none-match").is_some_and(|h| if_none_match(h, task.version)) {
-        return Ok(Response::builder()
-            .status(304)
-            .header("etag", task.etag())
-            .build());
+    if req
+        .header("if-none-match")
+        .is_some_and(|h| if_none_match(&h, task.version))
+    {
+        return Ok(Response::new(304).header("etag", task.etag()));
     }
     Ok(task_response(200, &task))
 }
@@ -323,16 +314,12 @@ fn if_match_header(req: &Request) -> Result<Option<Precondition>, Problem> {
     let Some(value) = req.header("if-match") else {
         return Ok(None);
     };
-    value
-        .as_str()
-        .and_then(Precondition::parse)
-        .map(Some)
-        .ok_or_else(|| {
-            Problem::new(
-                Kind::InvalidHeader,
-                "If-Match must be * or a comma-separated list of entity tags such as \"v3\"",
-            )
-        })
+    Precondition::parse(&value).map(Some).ok_or_else(|| {
+        Problem::new(
+            Kind::InvalidHeader,
+            "If-Match must be * or a comma-separated list of entity tags such as \"v3\"",
+        )
+    })
 }
 
 fn patch(req: &Request, id: &str) -> Outcome {
@@ -397,7 +384,7 @@ fn delete(req: &Request, id: &str) -> Outcome {
             IfMatch::Current => {
                 filter.insert("version", current.version);
                 return match data::delete_one(&filter) {
-                    Ok(()) => Ok(Response::builder().status(204).build()),
+                    Ok(()) => Ok(Response::new(204)),
                     Err(p) if p.kind == Kind::NotFound => Err(stale(current.version + 1)),
                     Err(p) => Err(p),
                 };
@@ -405,5 +392,5 @@ fn delete(req: &Request, id: &str) -> Outcome {
         }
     }
     data::delete_one(&filter)?;
-    Ok(Response::builder().status(204).build())
+    Ok(Response::new(204))
 }

@@ -12,6 +12,7 @@
 mod api;
 mod cursor;
 mod data;
+mod http;
 mod problem;
 mod task;
 
@@ -22,10 +23,18 @@ wit_bindgen::generate!({
     world: "app:data/handler",
 });
 
-use spin_sdk::http::{Request, Response};
+use problem::{Kind, Problem};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(req: Request) -> Response {
-    api::route(&req)
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let resp = match http::Request::read(req) {
+        Ok(req) => api::route(&req),
+        // The host hands over a body it has already read whole: this is its fault.
+        Err(http::BodyError) => {
+            Problem::new(Kind::Internal, "the request body could not be read").into_response("")
+        }
+    };
+    http::send(resp, out);
 }

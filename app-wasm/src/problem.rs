@@ -1,8 +1,8 @@
 //! RFC 9457 problem details. Every error the API returns is one of these, with a
 //! stable `type` per kind of error (documented in the OpenAPI document).
 
+use crate::http::Response;
 use serde_json::{Value, json};
-use spin_sdk::http::Response;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
@@ -208,12 +208,10 @@ impl Problem {
                 map.insert(k.to_owned(), v);
             }
         }
-        let mut b = Response::builder();
-        b.status(self.kind.status())
-            .header("content-type", CONTENT_TYPE);
+        let mut resp = Response::new(self.kind.status()).header("content-type", CONTENT_TYPE);
         for (k, v) in self.headers {
-            b.header(k, v);
+            resp = resp.header(k, v);
         }
-        b.body(body.to_string()).build()
+        resp.body(body.to_string())
     }
 }
