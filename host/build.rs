@@ -24,6 +24,7 @@ fn main() {
     for p in [
         "app-wasm/src",
         "app-wasm/Cargo.toml",
+        "app-wasm/build.rs",
         "app-wasm/openapi.json",
         "crates/fault-wasm/src",
         "crates/fault-wasm/Cargo.toml",

@@ -366,6 +366,39 @@ async fn a_large_list_arrives_whole() {
     );
 }
 
+/// JSON nested as deep as the guest's parser goes (serde_json stops at 128 levels)
+/// is a 400 like any other bad field, never a trap: the guest's stack (256 KiB,
+/// `app-wasm/build.rs`) holds the deepest parse, for a POST and a merge patch.
+#[tokio::test]
+async fn deeply_nested_json_is_a_400_not_a_trap() {
+    let s = Server::start(Opts::new(Guest::App));
+    let c = client();
+    let t = create(&c, &s, json!({"title": "nest"})).await;
+    let url = s.url(&format!("/api/tasks/{}", t["id"].as_str().unwrap()));
+    for depth in [100, 126, 127, 5000] {
+        let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let objects = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        for nested in [arrays, objects] {
+            let r = c
+                .post(s.url("/api/tasks"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"title\":\"x\",\"tags\":{nested}}}"))
+                .send()
+                .await
+                .unwrap();
+            problem(r, 400).await;
+            let r = c
+                .patch(&url)
+                .header("content-type", "application/merge-patch+json")
+                .body(format!("{{\"description\":{nested}}}"))
+                .send()
+                .await
+                .unwrap();
+            problem(r, 400).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_field_rule_is_a_400() {
     let s = Server::start(Opts::new(Guest::App));
