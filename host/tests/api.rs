@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Guest, Opts, Server, client, create, get_json, problem};
+use common::{Guest, Opts, Server, client, create, get_json, problem, refused_as_new_and_as_patch};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -379,22 +379,9 @@ async fn deeply_nested_json_is_a_400_not_a_trap() {
         let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         let objects = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
         for nested in [arrays, objects] {
-            let r = c
-                .post(s.url("/api/tasks"))
-                .header("content-type", "application/json")
-                .body(format!("{{\"title\":\"x\",\"tags\":{nested}}}"))
-                .send()
-                .await
-                .unwrap();
-            problem(r, 400).await;
-            let r = c
-                .patch(&url)
-                .header("content-type", "application/merge-patch+json")
-                .body(format!("{{\"description\":{nested}}}"))
-                .send()
-                .await
-                .unwrap();
-            problem(r, 400).await;
+            let post = format!("{{\"title\":\"x\",\"tags\":{nested}}}");
+            let patch = format!("{{\"description\":{nested}}}");
+            refused_as_new_and_as_patch(&c, &s, &url, post, patch).await;
         }
     }
 }

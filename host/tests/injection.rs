@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Guest, Opts, Server, client, create, get_json, problem};
+use common::{Guest, Opts, Server, client, create, get_json, problem, refused_as_new_and_as_patch};
 use serde_json::{Value, json};
 
 async fn all_tasks(c: &reqwest::Client, s: &Server) -> Vec<Value> {
@@ -39,22 +39,7 @@ async fn operator_payloads_through_the_api_are_rejected_and_change_nothing() {
         bomb.clone(),
     ];
     for body in &bodies {
-        let r = c
-            .post(s.url("/api/tasks"))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        problem(r, 400).await;
-        let r = c
-            .patch(&url)
-            .header("content-type", "application/merge-patch+json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        problem(r, 400).await;
+        refused_as_new_and_as_patch(&c, &s, &url, body.clone(), body.clone()).await;
     }
     for body in [
         json!({"$set": {"title": "pwned"}}),

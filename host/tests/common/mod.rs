@@ -358,6 +358,33 @@ pub async fn create(c: &reqwest::Client, s: &Server, body: serde_json::Value) ->
     r.json().await.expect("json")
 }
 
+/// `post` as a new task and `patch` as a merge patch of the task at `task_url`: each
+/// must be refused with a 400 problem document.
+pub async fn refused_as_new_and_as_patch(
+    c: &reqwest::Client,
+    s: &Server,
+    task_url: &str,
+    post: String,
+    patch: String,
+) {
+    let r = c
+        .post(s.url("/api/tasks"))
+        .header("content-type", "application/json")
+        .body(post)
+        .send()
+        .await
+        .expect("send");
+    problem(r, 400).await;
+    let r = c
+        .patch(task_url)
+        .header("content-type", "application/merge-patch+json")
+        .body(patch)
+        .send()
+        .await
+        .expect("send");
+    problem(r, 400).await;
+}
+
 pub async fn problem(r: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(r.status(), status);
     assert_eq!(
