@@ -185,6 +185,18 @@ impl Filter {
         }
     }
 
+    /// The top-level field of every path the filter tests, into `out` (repeats
+    /// possible): what a document must carry for [`Filter::matches`] to answer as it
+    /// would on the whole document.
+    pub fn top_fields<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Filter::And(fs) | Filter::Or(fs) | Filter::Nor(fs) => {
+                fs.iter().for_each(|f| f.top_fields(out));
+            }
+            Filter::Field { path, .. } => out.extend(path.first().map(String::as_str)),
+        }
+    }
+
     /// Whether `doc` satisfies the filter.
     pub fn matches(&self, doc: &Document) -> bool {
         match self {
