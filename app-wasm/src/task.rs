@@ -194,21 +194,90 @@ fn check_keys(obj: &Map<String, Value>, errors: &mut FieldErrors) {
 /// `due` must be a date-time of years 0001-9999 in UTC: what RFC 3339 (and BSON's
 /// formatter) can write back. Outside it a stored value could not be displayed.
 const DUE_MIN_MILLIS: i64 = -62_135_596_800_000;
-const DUE_MAX_MILLIS: i64 = 253_402_300_799_999;
+const DUE_MAX_MILLIS: i64 = LAST_OF_9999;
 
 fn valid_tag(t: &str) -> bool {
     !is_blank(t) && t.chars().count() <= TAG_MAX_CHARS
 }
 
-/// RFC 3339 in UTC with exactly three fractional digits. bson prints the shortest
-/// fraction (`.5Z`), which would make timestamps sort wrongly as strings.
-pub fn rfc3339(d: DateTime) -> String {
-    let s = d.try_to_rfc3339_string().unwrap_or_default();
-    let Some(body) = s.strip_suffix('Z') else {
-        return s;
-    };
-    let (secs, frac) = body.split_once('.').unwrap_or((body, ""));
-    format!("{secs}.{:0<3}Z", &frac[..frac.len().min(3)])
+/// A date-time in RFC 3339, UTC, with exactly three fractional digits
+/// (`2026-12-07T16:50:00.000Z`), written into a buffer on the stack. bson prints the
+/// shortest fraction (`.5Z`), which would make timestamps sort wrongly as strings,
+/// and its formatter (the `time` crate's, then a `format!` to pad it) cost a list of
+/// 20 sixty formatting passes and allocations. Years outside 0000-9999 have no RFC
+/// 3339 form; as bson's formatter did, later instants write as the last one of
+/// 9999 and earlier ones as an empty string (`due` is checked to be in 0001-9999,
+/// `created` and `updated` are set here).
+pub struct Rfc3339 {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Rfc3339 {
+    pub fn new(d: DateTime) -> Self {
+        const DAY_MS: i64 = 86_400_000;
+        let ms = d.timestamp_millis().min(LAST_OF_9999);
+        let (year, month, day) = civil_from_days(ms.div_euclid(DAY_MS));
+        let mut out = Self {
+            buf: [0; 24],
+            len: 0,
+        };
+        if !(0..=9999).contains(&year) {
+            return out;
+        }
+        let t = ms.rem_euclid(DAY_MS);
+        let fields = [
+            (year, 4, b'-'),
+            (month, 2, b'-'),
+            (day, 2, b'T'),
+            (t / 3_600_000, 2, b':'),
+            (t / 60_000 % 60, 2, b':'),
+            (t / 1000 % 60, 2, b'.'),
+            (t % 1000, 3, b'Z'),
+        ];
+        let mut at = 0;
+        for (value, width, sep) in fields {
+            let mut v = value;
+            for i in (0..width).rev() {
+                // In 0..=9 by construction: value is non-negative and below 10^width.
+                out.buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            out.buf[at + width] = sep;
+            at += width + 1;
+        }
+        out.len = at;
+        out
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// 9999-12-31T23:59:59.999Z.
+const LAST_OF_9999: i64 = 253_402_300_799_999;
+
+/// The proleptic Gregorian (year, month, day) of a day count from 1970-01-01
+/// (Howard Hinnant's `civil_from_days`), for any day an i64 of milliseconds holds.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The JSON of a task, written straight from the struct (no `serde_json::Value`
@@ -218,15 +287,15 @@ impl Serialize for Task {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let f = &self.fields;
         let mut m = serializer.serialize_map(Some(10))?;
-        m.serialize_entry("created", &rfc3339(self.created))?;
+        m.serialize_entry("created", &Rfc3339::new(self.created))?;
         m.serialize_entry("description", &f.description)?;
-        m.serialize_entry("due", &f.due.map(rfc3339))?;
+        m.serialize_entry("due", &f.due.map(Rfc3339::new))?;
         m.serialize_entry("id", &self.id.to_hex())?;
         m.serialize_entry("priority", &f.priority)?;
         m.serialize_entry("status", &f.status)?;
         m.serialize_entry("tags", &f.tags)?;
         m.serialize_entry("title", &f.title)?;
-        m.serialize_entry("updated", &rfc3339(self.updated))?;
+        m.serialize_entry("updated", &Rfc3339::new(self.updated))?;
         m.serialize_entry("version", &self.version)?;
         m.end()
     }
@@ -458,6 +527,51 @@ pub fn if_none_match(header: &str, version: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `Rfc3339` replaced: bson's formatter, its fraction padded to three digits.
+    fn rfc3339_by_bson(d: DateTime) -> String {
+        let s = d.try_to_rfc3339_string().unwrap_or_default();
+        let Some(body) = s.strip_suffix('Z') else {
+            return s;
+        };
+        let (secs, frac) = body.split_once('.').unwrap_or((body, ""));
+        format!("{secs}.{:0<3}Z", &frac[..frac.len().min(3)])
+    }
+
+    #[test]
+    fn rfc3339_writes_what_bson_wrote() {
+        const DAY: i64 = 86_400_000;
+        let year_0 = -62_167_219_200_000;
+        let after_9999 = 253_402_300_800_000;
+        let mut millis = vec![
+            0,
+            -1,
+            1,
+            year_0,
+            year_0 - 1,
+            after_9999,
+            after_9999 - 1,
+            DUE_MIN_MILLIS,
+            DUE_MAX_MILLIS,
+            i64::MIN,
+            i64::MAX,
+        ];
+        // Every day from 1899 to 2001 (1900 is no leap year, 2000 is), at a moving
+        // time of day; then the whole range in steps of about 18 days.
+        let mut t = 0;
+        for day in -25_567..11_688 {
+            t = (t + 7_919_123) % DAY;
+            millis.push(day * DAY + t);
+        }
+        let step = (after_9999 - year_0) / 200_000;
+        for k in -2..200_003 {
+            millis.push(year_0 + k * step + (k * 7_919) % 1000);
+        }
+        for ms in millis {
+            let d = DateTime::from_millis(ms);
+            assert_eq!(Rfc3339::new(d).as_str(), rfc3339_by_bson(d), "{ms}");
+        }
+    }
     use serde_json::json;
 
     fn stored(d: Document) -> Vec<u8> {
