@@ -14,7 +14,9 @@
 //! table that every indexed read also considers. A sorted page reads its documents
 //! from the index in order and stops once it has `skip + limit` matches, starting
 //! where the filter's bounds on the field allow (the keyset cursor's), so it costs
-//! the page, not the collection. Other filters and orders scan the collection;
+//! the page, not the collection. A write that would give two documents one index
+//! entry (their `_id`s compare equal, 1 and 1.0, and so do their sort values) is
+//! refused as a conflict. Other filters and orders scan the collection;
 //! `count` with a filter scans too. Writes are serialized (redb has a single writer).
 //!
 //! Scans never run on the API workers: each worker is a single-threaded runtime, so
@@ -141,9 +143,25 @@ fn reindex(txn: &redb::WriteTransaction, coll: &str, w: &Written) -> Result<(), 
         }
         if let Some(after) = &w.after {
             match index_entry(after, field) {
-                Some(k) => index
-                    .insert(k.as_slice(), w.key.as_slice())
-                    .map_err(internal)?,
+                Some(k) => {
+                    // Two stored `_id`s can compare equal (1 and 1.0: two keys in
+                    // the collection, one encoding in an index key): with the same
+                    // sort value the second entry would replace the first and a
+                    // list would lose a document. The write is refused instead
+                    // (MongoDB refuses such an `_id` as a duplicate).
+                    let taken = index
+                        .get(k.as_slice())
+                        .map_err(internal)?
+                        .is_some_and(|other| other.value() != w.key.as_slice());
+                    if taken {
+                        return Err(StoreError::Conflict(
+                            "a document with an equal _id exists".into(),
+                        ));
+                    }
+                    index
+                        .insert(k.as_slice(), w.key.as_slice())
+                        .map_err(internal)?
+                }
                 None => unindexed
                     .insert(w.key.as_slice(), [].as_slice())
                     .map_err(internal)?,
@@ -1043,6 +1061,63 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// Finding of the list's review: `_id`s 1 and 1.0 are two keys in the
+    /// collection but one encoding in an index key, so with the same sort value
+    /// the second replaced the first in the index and lists lost a document. The
+    /// second write is refused; nothing is lost.
+    #[test]
+    fn ids_that_compare_equal_never_share_an_index_entry() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), options()).expect("open");
+        rt.block_on(async {
+            store
+                .insert_one("tasks", doc! {"_id": 1, "created": 5})
+                .await
+                .expect("insert");
+            let twin = store
+                .insert_one("tasks", doc! {"_id": 1.0, "created": 5})
+                .await;
+            assert!(matches!(twin, Err(StoreError::Conflict(_))), "{twin:?}");
+            // Elsewhere in every index it may live; moved onto its twin's entry, no.
+            store
+                .insert_one(
+                    "tasks",
+                    doc! {"_id": 1_i64, "created": 6, "due": 6, "priority": 6},
+                )
+                .await
+                .expect("insert");
+            let q = query(&doc! {"_id": 1_i64});
+            let change = Change {
+                update: doc_query::Update::parse(
+                    &doc! {"$set": {"created": 5}},
+                    &Limits::default(),
+                )
+                .expect("update"),
+            };
+            let moved = store.update_one("tasks", &q, &change, None).await;
+            assert!(matches!(moved, Err(StoreError::Conflict(_))), "{moved:?}");
+            let spec = sort_spec(&doc! {"created": -1, "_id": -1});
+            let found = store
+                .find("tasks", &query(&doc! {}), &spec)
+                .await
+                .expect("find");
+            assert_eq!(found.len(), 2);
+        });
+        let stored: Vec<Document> = read(&store.db, "tasks", Vec::new(), |t| {
+            t.iter()
+                .map_err(internal)?
+                .map(|e| decode(e.map_err(internal)?.1.value()))
+                .collect()
+        })
+        .expect("read");
+        let (held, want) = index_state(&store.db, "tasks", &stored);
+        assert_eq!(held, want);
     }
 
     /// A store written before its indexes existed gets them at open, from the
