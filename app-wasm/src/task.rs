@@ -527,6 +527,7 @@ pub fn if_none_match(header: &str, version: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// What `Rfc3339` replaced: bson's formatter, its fraction padded to three digits.
     fn rfc3339_by_bson(d: DateTime) -> String {
@@ -572,7 +573,6 @@ mod tests {
             assert_eq!(Rfc3339::new(d).as_str(), rfc3339_by_bson(d), "{ms}");
         }
     }
-    use serde_json::json;
 
     fn stored(d: Document) -> Vec<u8> {
         d.to_vec().unwrap()
