@@ -279,7 +279,7 @@ impl Budget {
 fn find_by_index(
     db: &Database,
     coll: &str,
-    order: (&str, bool),
+    (field, ascending): (&str, bool),
     q: &Query,
     spec: &FindSpec,
     stop: &Abandoned,
@@ -291,41 +291,18 @@ fn find_by_index(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Some(Vec::new())),
         Err(e) => return Err(internal(e)),
     };
-    let tables = IndexTables {
-        index: txn
-            .open_table(table(&index_name(coll, order.0)))
-            .map_err(internal)?,
-        unindexed: txn
-            .open_table(table(&unindexed_name(coll, order.0)))
-            .map_err(internal)?,
-        docs,
-    };
+    let index = txn
+        .open_table(table(&index_name(coll, field)))
+        .map_err(internal)?;
+    let unindexed = txn
+        .open_table(table(&unindexed_name(coll, field)))
+        .map_err(internal)?;
     // An index key is the sort value's encoding and then the `_id`'s
     // (`index_entry`), both ordered as the values are (tests/sort_bytes.rs): read
     // in the sort's direction, the index is in the page's order. With nothing in
     // the side table to merge in, the page needs no sort, and its documents no
     // decoding for one.
-    let presorted = tables.unindexed.len().map_err(internal)? == 0;
-    walk_index(&tables, order, q, spec, stop, budget, presorted)
-}
-
-struct IndexTables {
-    docs: ReadTable,
-    index: ReadTable,
-    unindexed: ReadTable,
-}
-
-/// [`find_by_index`]'s read: with `presorted`, the page is taken in the index's
-/// order as it comes.
-fn walk_index(
-    t: &IndexTables,
-    (field, ascending): (&str, bool),
-    q: &Query,
-    spec: &FindSpec,
-    stop: &Abandoned,
-    budget: Budget,
-    presorted: bool,
-) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+    let presorted = unindexed.len().map_err(internal)? == 0;
     let sort = if presorted { None } else { spec.sort.as_ref() };
     let mut window = doc_query::Window::new(sort, spec.skip, spec.limit, spec.max_bytes);
     let wanted = spec.skip as usize + spec.limit as usize;
@@ -341,7 +318,7 @@ fn walk_index(
             return Ok(Some(false));
         }
         visited += 1;
-        let Some(bytes) = t.docs.get(key).map_err(internal)? else {
+        let Some(bytes) = docs.get(key).map_err(internal)? else {
             return Err(internal("an index names a document that is not there"));
         };
         let bytes = bytes.value().to_vec();
@@ -350,7 +327,7 @@ fn walk_index(
         Ok(q.filter.matches(&doc).then(|| window.offer(doc, bytes)))
     };
     let mut go_on = true;
-    for entry in t.unindexed.iter().map_err(internal)? {
+    for entry in unindexed.iter().map_err(internal)? {
         let (k, _) = entry.map_err(internal)?;
         if offer(k.value())? == Some(false) {
             go_on = false;
@@ -369,7 +346,7 @@ fn walk_index(
             lo.as_deref().map_or(Bound::Unbounded, Bound::Included),
             hi.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
         );
-        let entries = t.index.range::<&[u8]>(range).map_err(internal)?;
+        let entries = index.range::<&[u8]>(range).map_err(internal)?;
         let entries: Box<dyn Iterator<Item = _>> = if ascending {
             Box::new(entries)
         } else {
