@@ -21,6 +21,7 @@ need wrk curl python3
 release_host
 # The version ci/packages.txt pins, equal to the `wasmtime` dependency (ci/tests/test_packages.py).
 WASMTIME=$(bash ci/cargo-tool.sh wasmtime-cli wasmtime)
+WASMTIME_VERSION=$(bash ci/packages.sh version wasmtime-cli)
 cargo build --locked --quiet --profile wasm --target wasm32-wasip2 -p hello-wasm --target-dir target/guest
 HELLO=target/guest/wasm32-wasip2/wasm/hello_wasm.wasm
 bench_init
@@ -30,7 +31,7 @@ declare -A URL
 URL[host]="http://$HOST_API/"
 # wasmtime serve: -S cli is needed for a component built by Rust's std (it imports
 # wasi:cli). The second instance gets this host's pooling settings
-# (host/src/engine/mod.rs: 4 MiB memory and 1 MiB table kept resident, 256 KiB of
+# (host/src/engine/mod.rs: 2 MiB memory and 1 MiB table kept resident, 256 KiB of
 # stack, pagemap scanning), with its own default concurrency.
 serve() {
   local name=$1 port
@@ -43,7 +44,7 @@ serve() {
   URL[$name]="http://127.0.0.1:$port/"
 }
 serve wasmtime-defaults
-serve wasmtime-pooling -O pooling-allocator=y -O pooling-memory-keep-resident=4194304 \
+serve wasmtime-pooling -O pooling-allocator=y -O pooling-memory-keep-resident=2097152 \
   -O pooling-table-keep-resident=1048576 -O pooling-pagemap-scan=y
 NAMES=(host wasmtime-defaults wasmtime-pooling)
 

@@ -64,7 +64,7 @@ if [ "$STAGE" = docs ]; then
   KUSTOMIZE=$(ci/go-tool.sh sigs.k8s.io/kustomize/kustomize/v5)
   PATH="$(dirname "$KUBECTL"):$(dirname "$KUSTOMIZE"):$PATH"
   export PATH
-  echo "stand-ins: IMAGE=$IMAGE COMPOSE_FILE=$COMPOSE_FILE FERRETDB_STANDIN_IMAGE=$FERRETDB_STANDIN_IMAGE"
+  echo "stand-ins: IMAGE=$IMAGE COMPOSE_FILE=${COMPOSE_FILE:?} FERRETDB_STANDIN_IMAGE=${FERRETDB_STANDIN_IMAGE:?}"
 fi
 
 cd "$WORK"

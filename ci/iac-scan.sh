@@ -26,9 +26,11 @@ checkov() { # name, checkov args...
   echo "checkov ($name): $(grep -E '^Passed checks' "$OUT/$name.txt" | paste -sd' ')"
 }
 
-# Shell scripts: every tracked one, warnings and errors.
+# Shell scripts: every tracked one, warnings and errors, and any upper-case
+# variable read but never assigned (scripts that CI does not run, such as most
+# of bench/, rot this way first: a variable a refactor removed).
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
-"$VENV/bin/shellcheck" --severity=warning "${scripts[@]}"
+"$VENV/bin/shellcheck" --severity=warning -o check-unassigned-uppercase "${scripts[@]}"
 echo "shellcheck: ${#scripts[@]} scripts clean"
 echo "hadolint: ${dockerfiles[*]}"
 "$VENV/bin/hadolint" "${dockerfiles[@]}"

@@ -9,7 +9,7 @@ LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # cert NAME SUBJECT [SAN]: PKI_DIR/NAME.key and .crt signed by PKI_DIR/ca; a
 # server certificate when SAN is given, a client certificate otherwise.
 cert() {
-  local name=$1 subj=$2 san=${3:-} p=$PKI_DIR ext
+  local name=$1 subj=$2 san=${3:-} p=${PKI_DIR:?} ext
   openssl req -newkey rsa:2048 -nodes -subj "$subj" -keyout "$p/$name.key" -out "$p/$name.csr" 2>/dev/null
   ext=$(mktemp)
   if [ -n "$san" ]; then
@@ -50,8 +50,8 @@ KUBECONFIG
 run() {
   local name=$1
   shift
-  "$@" >"$LOG_DIR/$name.log" 2>&1 &
-  echo "$name $!" >>"$PID_FILE"
+  "$@" >"${LOG_DIR:?}/$name.log" 2>&1 &
+  echo "$name $!" >>"${PID_FILE:?}"
 }
 
 # stop_recorded: every PID in PID_FILE told to stop at once (a component that
