@@ -16,7 +16,8 @@
 //! where the filter's bounds on the field allow (the keyset cursor's), so it costs
 //! the page, not the collection. A write that would give two documents one index
 //! entry (their `_id`s compare equal, 1 and 1.0, and so do their sort values) is
-//! refused as a conflict. Other filters and orders scan the collection;
+//! refused as a conflict; such a pair stored before that refusal keeps its second
+//! document in the side table. Other filters and orders scan the collection;
 //! `count` with a filter scans too. Writes are serialized (redb has a single writer).
 //!
 //! Scans never run on the API workers: each worker is a single-threaded runtime, so
@@ -107,8 +108,11 @@ fn unindexed_name(coll: &str, field: &str) -> String {
 /// Which indexes have been built from the documents: index name -> format version.
 const INDEX_META: TableDefinition<'static, &'static str, u64> =
     TableDefinition::new("\0index-meta");
-/// Bumped when the key format changes: the indexes are then rebuilt at open.
-const INDEX_FORMAT: u64 = 1;
+/// Bumped when what an index holds changes: the indexes are then rebuilt at open.
+/// 2: a document whose entry another document holds goes to the side table (see
+/// `ensure_indexes`); at 1 the second of two such documents replaced the first's
+/// entry, and lists lost one of them.
+const INDEX_FORMAT: u64 = 2;
 
 /// A document's entry in the index on `field`, or None when it belongs in the
 /// unindexed table.
@@ -135,10 +139,20 @@ fn reindex(txn: &redb::WriteTransaction, coll: &str, w: &Written) -> Result<(), 
         let mut unindexed = txn
             .open_table(table(&unindexed_name(coll, field)))
             .map_err(internal)?;
-        if let Some(before) = &w.before {
-            match index_entry(before, field) {
-                Some(k) => index.remove(k.as_slice()).map_err(internal)?,
-                None => unindexed.remove(w.key.as_slice()).map_err(internal)?,
+        let entry_before = w.before.as_ref().and_then(|d| index_entry(d, field));
+        if w.before.is_some() {
+            // Its entry, unless another document holds it: then this one is in the
+            // side table (a twin, see `ensure_indexes`), as is one with no entry.
+            let owned = match &entry_before {
+                Some(k) => index
+                    .get(k.as_slice())
+                    .map_err(internal)?
+                    .is_some_and(|owner| owner.value() == w.key.as_slice()),
+                None => false,
+            };
+            match &entry_before {
+                Some(k) if owned => index.remove(k.as_slice()).map_err(internal)?,
+                _ => unindexed.remove(w.key.as_slice()).map_err(internal)?,
             };
         }
         if let Some(after) = &w.after {
@@ -147,24 +161,33 @@ fn reindex(txn: &redb::WriteTransaction, coll: &str, w: &Written) -> Result<(), 
                     // Two stored `_id`s can compare equal (1 and 1.0: two keys in
                     // the collection, one encoding in an index key): with the same
                     // sort value the second entry would replace the first and a
-                    // list would lose a document. The write is refused instead
-                    // (MongoDB refuses such an `_id` as a duplicate).
+                    // list would lose a document. A write that would make such a
+                    // pair is refused (MongoDB refuses such an `_id` as a
+                    // duplicate); a pair already stored (written before that
+                    // refusal) keeps its second document in the side table.
                     let taken = index
                         .get(k.as_slice())
                         .map_err(internal)?
                         .is_some_and(|other| other.value() != w.key.as_slice());
-                    if taken {
+                    if !taken {
+                        index
+                            .insert(k.as_slice(), w.key.as_slice())
+                            .map_err(internal)?;
+                    } else if entry_before.as_ref() == Some(&k) {
+                        unindexed
+                            .insert(w.key.as_slice(), [].as_slice())
+                            .map_err(internal)?;
+                    } else {
                         return Err(StoreError::Conflict(
                             "a document with an equal _id exists".into(),
                         ));
                     }
-                    index
-                        .insert(k.as_slice(), w.key.as_slice())
-                        .map_err(internal)?
                 }
-                None => unindexed
-                    .insert(w.key.as_slice(), [].as_slice())
-                    .map_err(internal)?,
+                None => {
+                    unindexed
+                        .insert(w.key.as_slice(), [].as_slice())
+                        .map_err(internal)?;
+                }
             };
         }
     }
@@ -200,7 +223,15 @@ fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
                 let mut side = txn.open_table(table(&unindexed)).map_err(internal)?;
                 for entry in docs.iter().map_err(internal)? {
                     let (k, v) = entry.map_err(internal)?;
-                    match index_entry(&decode(v.value())?, field) {
+                    // The side table also takes a document whose entry another
+                    // already holds: `_id`s that compare equal (1 and 1.0) with
+                    // equal sort values, stored before such writes were refused.
+                    // Both are then listed.
+                    let free = match index_entry(&decode(v.value())?, field) {
+                        Some(e) if index.get(e.as_slice()).map_err(internal)?.is_none() => Some(e),
+                        _ => None,
+                    };
+                    match free {
                         Some(e) => index.insert(e.as_slice(), k.value()).map_err(internal)?,
                         None => side.insert(k.value(), [].as_slice()).map_err(internal)?,
                     };
@@ -1095,6 +1126,87 @@ pub(crate) mod tests {
         .expect("read");
         let (held, want) = index_state(&store.db, "tasks", &stored);
         assert_eq!(held, want);
+    }
+
+    /// A store that already holds two documents with equal `_id`s and equal sort
+    /// values (written before such writes were refused, when the second took the
+    /// first's index entry) lists both once its indexes are rebuilt at open (format
+    /// 1 is rebuilt): the second is kept in the side table. It can still be
+    /// updated in place, and its twin deleted, without losing either from a list.
+    #[test]
+    fn equal_ids_stored_before_the_refusal_are_both_listed() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), options()).expect("open");
+        let docs = [
+            doc! {"_id": 1, "created": 5, "due": 5, "priority": 5, "title": "int"},
+            doc! {"_id": 1.0, "created": 5, "due": 5, "priority": 5, "title": "double"},
+            doc! {"_id": 2, "created": 4, "title": "other"},
+        ];
+        let txn = store.db.begin_write().expect("txn");
+        {
+            let mut t = txn.open_table(table("tasks")).expect("table");
+            for d in &docs {
+                let key = id_key(d.get("_id").expect("id"));
+                t.insert(key.as_slice(), d.to_vec().expect("bytes").as_slice())
+                    .expect("insert");
+            }
+            // As the previous format left them: marked built at format 1.
+            let mut meta = txn.open_table(INDEX_META).expect("meta");
+            for field in sort_indexes("tasks") {
+                meta.insert(index_name("tasks", field).as_str(), 1)
+                    .expect("meta");
+            }
+        }
+        txn.commit().expect("commit");
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), options()).expect("reopen");
+        let titles = |store: &EmbeddedStore, field: &str| {
+            let spec = sort_spec(&doc! {field: -1, "_id": -1});
+            let found = rt
+                .block_on(store.find("tasks", &query(&doc! {}), &spec))
+                .expect("find");
+            let mut t: Vec<String> = found
+                .iter()
+                .map(|b| {
+                    let d = decode(b.as_bytes()).expect("doc");
+                    d.get_str("title").expect("title").to_owned()
+                })
+                .collect();
+            t.sort();
+            t
+        };
+        for field in sort_indexes("tasks") {
+            assert_eq!(titles(&store, field), ["double", "int", "other"], "{field}");
+        }
+        // Each twin updated in place (same sort values: one of them is in the side
+        // table), then one deleted: every list still has what is stored.
+        for (id, title) in [(Bson::Int32(1), "int 2"), (Bson::Double(1.0), "double 2")] {
+            let change = Change {
+                update: doc_query::Update::parse(
+                    &doc! {"$set": {"title": title}},
+                    &Limits::default(),
+                )
+                .expect("update"),
+            };
+            rt.block_on(store.update_one("tasks", &query(&doc! {"_id": id}), &change, None))
+                .expect("a stored twin is updated in place");
+        }
+        for field in sort_indexes("tasks") {
+            assert_eq!(
+                titles(&store, field),
+                ["double 2", "int 2", "other"],
+                "{field}"
+            );
+        }
+        rt.block_on(store.delete_one("tasks", &query(&doc! {"_id": 1})))
+            .expect("delete");
+        for field in sort_indexes("tasks") {
+            assert_eq!(titles(&store, field).len(), 2, "{field}");
+        }
     }
 
     /// A store written before its indexes existed gets them at open, from the
