@@ -22,7 +22,7 @@ use host::{
         DataConfig,
         embedded::{EmbeddedOptions, EmbeddedStore},
     },
-    engine::{self, Limits, NativeCode, Runtime},
+    engine::{self, InstanceSlots, Limits, NativeCode, Runtime},
     telemetry::Metrics,
 };
 
@@ -32,8 +32,12 @@ fn env_or(name: &str, default: u32) -> anyhow::Result<u32> {
     })
 }
 
-async fn send(rt: &Runtime, req: http::Request<Bytes>) -> anyhow::Result<http::Response<Bytes>> {
-    let (resp, _charge) = rt.handle(req).await.context("request")?;
+async fn send(
+    rt: &Runtime,
+    slots: &InstanceSlots,
+    req: http::Request<Bytes>,
+) -> anyhow::Result<http::Response<Bytes>> {
+    let (resp, _charge) = rt.handle(slots, req).await.context("request")?;
     Ok(resp)
 }
 
@@ -77,8 +81,10 @@ async fn main() -> anyhow::Result<()> {
         budget,
     )?;
 
+    let slots = rt.instance_slots(1).remove(0);
     let created = send(
         &rt,
+        &slots,
         http::Request::post("http://localhost/api/tasks")
             .header("content-type", "application/json")
             .body(Bytes::from_static(br#"{"title":"floor"}"#))?,
@@ -100,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         );
         let start = Instant::now();
         for _ in 0..n {
-            let resp = send(&rt, http::Request::get(&uri).body(Bytes::new())?).await?;
+            let resp = send(&rt, &slots, http::Request::get(&uri).body(Bytes::new())?).await?;
             ensure!(resp.status() == 200, "GET answered {}", resp.status());
         }
         let per_request = start.elapsed().as_secs_f64() / f64::from(n);

@@ -285,8 +285,8 @@ pub struct LimitsArgs {
     #[arg(long, env = "MAX_CONCURRENCY", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrency: u32,
 
-    /// Instances alive at once (the pool's slots); a request waits for one, up to
-    /// its deadline. Each slot used keeps its first pages resident afterwards (what
+    /// Instances alive at once (the pool's slots), split evenly among the API
+    /// workers; a request waits for one of its worker's, up to its deadline. Each slot used keeps its first pages resident afterwards (what
     /// makes the next instance cheap; measured about 1.3 MiB, at most 2.25 MiB),
     /// outside the memory budget: this caps that memory, about 31 MiB by default.
     #[arg(long, env = "MAX_INSTANCES", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=10_000))]

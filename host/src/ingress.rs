@@ -3,7 +3,7 @@
 //! RFC 9457 problem documents, like the component's.
 
 use crate::budget::{Charge, ChargedBody, MemoryBudget, ResponseClock};
-use crate::engine::{GuestError, Runtime};
+use crate::engine::{GuestError, InstanceSlots, Runtime};
 use crate::telemetry::{Metrics, bounded};
 use axum::Router;
 use axum::body::Body;
@@ -43,6 +43,9 @@ pub struct IngressLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub runtime: Arc<Runtime>,
+    /// This worker's share of the instances (`Runtime::instance_slots`): each
+    /// worker's router has its own.
+    pub slots: InstanceSlots,
     pub metrics: Metrics,
     pub limits: IngressLimits,
     /// Shared by every worker: the global concurrency limit.
@@ -214,7 +217,7 @@ async fn handle(s: &AppState, req: Request) -> Response {
     let req = http::Request::from_parts(parts, body);
     let outcome = s
         .runtime
-        .handle(req)
+        .handle(&s.slots, req)
         .instrument(tracing::Span::current())
         .await;
     // The request body is in the instance's memory now, or no longer needed.
@@ -583,6 +586,7 @@ mod tests {
         let (runtime, metrics) = runtime();
         let budget = test_budget(&metrics);
         app(AppState {
+            slots: runtime.instance_slots(1).remove(0),
             runtime,
             metrics,
             limits: IngressLimits {

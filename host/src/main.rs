@@ -264,7 +264,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
         metrics: metrics.clone(),
     };
+    let slots = runtime.instance_slots(api_listeners.len());
     let state = ingress::AppState {
+        slots: slots[0].clone(),
         runtime,
         metrics,
         limits: ingress::IngressLimits {
@@ -282,16 +284,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         budget,
         bench_store: args.process.bench_native_route.then(|| store.clone()),
     };
-    let app = if args.process.bench_native_route {
-        ingress::app_with(state, bench_native::routes)
-    } else {
-        ingress::app(state)
-    };
-    for (i, listener) in api_listeners.into_iter().enumerate() {
+    // One router per worker: each carries that worker's share of the instances.
+    for (i, (listener, slots)) in api_listeners.into_iter().zip(slots).enumerate() {
+        let state = ingress::AppState {
+            slots,
+            ..state.clone()
+        };
+        let app = if args.process.bench_native_route {
+            ingress::app_with(state, bench_native::routes)
+        } else {
+            ingress::app(state)
+        };
         server::spawn_worker(
             format!("api-{i}"),
             listener,
-            app.clone(),
+            app,
             api_policy.clone(),
             stop.clone(),
             done_tx.clone(),
