@@ -788,6 +788,14 @@ pub(crate) mod tests {
     use proptest::prelude::*;
     use std::time::{Duration, Instant};
 
+    /// A single-threaded runtime with timers, as an API worker has.
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
     pub fn options() -> EmbeddedOptions {
         EmbeddedOptions {
             cache_bytes: 8 << 20,
@@ -879,10 +887,7 @@ pub(crate) mod tests {
         spec: &FindSpec,
         want: usize,
     ) -> (u32, Duration) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = current_thread();
         rt.block_on(async {
             let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
             let ticker = {
@@ -1015,7 +1020,7 @@ pub(crate) mod tests {
             changes in prop::collection::vec((any::<prop::sample::Index>(), 0usize..4, (0i64..6)), 0..12),
             queries in prop::collection::vec(list_query(), 1..12),
         ) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = current_thread();
             let dir = tempfile::tempdir().expect("tempdir");
             let store = EmbeddedStore::open(dir.path(), options()).expect("open");
             let mut docs: Vec<Document> = Vec::new();
@@ -1077,10 +1082,7 @@ pub(crate) mod tests {
     /// second write is refused; nothing is lost.
     #[test]
     fn ids_that_compare_equal_never_share_an_index_entry() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = current_thread();
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path(), options()).expect("open");
         rt.block_on(async {
@@ -1135,10 +1137,7 @@ pub(crate) mod tests {
     /// updated in place, and its twin deleted, without losing either from a list.
     #[test]
     fn equal_ids_stored_before_the_refusal_are_both_listed() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = current_thread();
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path(), options()).expect("open");
         let docs = [
