@@ -9,20 +9,19 @@
 //! cargo run --release -p host --example instantiate_floor        # 3 rounds of 20,000
 //! N=5000 ROUNDS=5 cargo run --release -p host --example instantiate_floor
 //! ```
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use anyhow::{Context, ensure};
 use bytes::Bytes;
+use clap::Parser;
 use host::{
     budget::MemoryBudget,
+    config::Cli,
     data::{
         DataConfig,
         embedded::{EmbeddedOptions, EmbeddedStore},
     },
-    engine::{self, InstanceSlots, Limits, NativeCode, Runtime},
+    engine::{self, InstanceSlots, NativeCode, Runtime},
     telemetry::Metrics,
 };
 
@@ -45,14 +44,9 @@ async fn send(
 async fn main() -> anyhow::Result<()> {
     let n = env_or("N", 20_000)?;
     let rounds = env_or("ROUNDS", 3)?;
-    // The host's defaults (host/src/config.rs: --memory-limit-mib, --deadline-ms,
-    // --epoch-tick-ms, --max-instances).
-    let limits = Limits {
-        memory_bytes: 64 << 20,
-        deadline: Duration::from_millis(1000),
-        epoch_tick: Duration::from_millis(1),
-        max_instances: 24,
-    };
+    // The host's limits as `host serve` would take them: defaults, or the same
+    // environment variables (MEMORY_LIMIT_MIB, EPOCH_TICK_MS, ...).
+    let limits = Cli::parse_from(["host"]).serve.limits.engine();
     let engine = engine::build_engine(&limits)?;
     let component = engine::load_component(&engine, None, None, NativeCode::Refused)?;
     let metrics = Metrics::new()?;

@@ -286,9 +286,10 @@ pub struct LimitsArgs {
     pub max_concurrency: u32,
 
     /// Instances alive at once (the pool's slots), split evenly among the API
-    /// workers; a request waits for one of its worker's, up to its deadline. Each slot used keeps its first pages resident afterwards (what
-    /// makes the next instance cheap; measured about 1.3 MiB, at most 2.25 MiB),
-    /// outside the memory budget: this caps that memory, about 31 MiB by default.
+    /// workers; a request waits for one of its worker's, up to its deadline. Each
+    /// slot used keeps its first pages resident afterwards (what makes the next
+    /// instance cheap; measured about 1.3 MiB, at most 2.25 MiB), outside the
+    /// memory budget: this caps that memory, about 31 MiB by default.
     #[arg(long, env = "MAX_INSTANCES", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_instances: u32,
 }
@@ -349,6 +350,18 @@ pub struct ProcessArgs {
     /// Log format: text for terminals, json for containers.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+impl LimitsArgs {
+    /// What one instance may take and how long it may run, for the engine.
+    pub fn engine(&self) -> crate::engine::Limits {
+        crate::engine::Limits {
+            memory_bytes: usize::try_from(self.memory_limit_mib << 20).unwrap_or(usize::MAX),
+            deadline: std::time::Duration::from_millis(self.deadline_ms),
+            epoch_tick: std::time::Duration::from_millis(self.epoch_tick_ms),
+            max_instances: self.max_instances,
+        }
+    }
 }
 
 impl ServeArgs {

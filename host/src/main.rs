@@ -62,15 +62,6 @@ fn main() -> ExitCode {
 /// Connections the admin port accepts at once: probes and a scraper need few.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
 
-fn engine_limits(args: &ServeArgs) -> engine::Limits {
-    engine::Limits {
-        memory_bytes: usize::try_from(args.limits.memory_limit_mib << 20).unwrap_or(usize::MAX),
-        deadline: Duration::from_millis(args.limits.deadline_ms),
-        epoch_tick: Duration::from_millis(args.limits.epoch_tick_ms),
-        max_instances: args.limits.max_instances,
-    }
-}
-
 fn precompile(
     input: Option<&std::path::Path>,
     output: Option<&std::path::Path>,
@@ -83,7 +74,7 @@ fn precompile(
     } else {
         engine::CpuFeatures::Native
     };
-    let engine = engine::build_engine_for(&engine_limits(&defaults), cpu)?;
+    let engine = engine::build_engine_for(&defaults.limits.engine(), cpu)?;
     let (wasm, output) = match (input, output, dir) {
         (Some(input), Some(output), None) => (
             std::fs::read(input).with_context(|| format!("reading {}", input.display()))?,
@@ -151,7 +142,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.validate()?;
     let metrics = telemetry::Metrics::new().context("registering metrics")?;
     let store = open_store(&args, &metrics)?;
-    let limits = engine_limits(&args);
+    let limits = args.limits.engine();
     let workers = args.workers();
 
     // Bind before the slow part so a port conflict fails fast.

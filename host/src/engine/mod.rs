@@ -434,8 +434,9 @@ impl Runtime {
     /// goes; past `max_instances` workers, workers share. A request waits only for
     /// a slot of its own worker's share: with one queue for all, a slot freed on one
     /// worker went to a request waiting on another, a wake-up across threads per
-    /// request once the slots were all taken (GET one and lists at 256 connections
-    /// 1.15-1.26x with a share per worker; unchanged at 32: docs/performance.md).
+    /// request once the slots were all taken (with a share per worker, at 256
+    /// connections GET one 1.07-1.21x and lists 1.15-1.33x; unchanged at 32:
+    /// docs/performance.md).
     pub fn instance_slots(&self, workers: usize) -> Vec<InstanceSlots> {
         let max = self.limits.max_instances.max(1) as usize;
         let shares = workers.clamp(1, max);
