@@ -1,8 +1,9 @@
 //! Command line and environment. Every flag has an env fallback (12-factor); secrets
 //! come from the environment or a mounted file and are never logged.
 
+use crate::telemetry::LogFormat;
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -51,12 +52,6 @@ pub enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// `host serve`'s flags, in the groups `--help` shows them in (and

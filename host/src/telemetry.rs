@@ -1,12 +1,21 @@
 //! Logs and metrics. One Prometheus registry per process, shared by every worker.
 
-use crate::config::LogFormat;
+use clap::ValueEnum;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+/// How log lines are written: text for a terminal, JSON for a container's collector.
+/// Defined here, not in config, because config reads the engine's limits and the
+/// engine records metrics: telemetry must import nothing of the crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Install the global tracing subscriber. `RUST_LOG` overrides the default level.
 pub fn init_tracing(format: LogFormat) {
