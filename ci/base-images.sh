@@ -5,8 +5,10 @@
 #
 #   ci/base-images.sh                 # needs DOCKER_HOST (ci/docker-engine.sh start)
 #   ci/base-images.sh --runtime-only  # for ci/build-image.sh --prebuilt: no build stage
+#   ci/base-images.sh --debian-only   # the Debian base alone (ci/sonarqube.sh image)
 #
-# Prints the --build-arg flags that point the Dockerfile at the stand-ins.
+# Prints the --build-arg flags that point the Dockerfile at the stand-ins (nothing
+# with --debian-only).
 # Exit codes: 0 done, 1 a build failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +16,18 @@ CACHE=${TASKS_CI_CACHE:-$HOME/.cache/tasks-ci}
 DOCKER=${DOCKER:-/usr/bin/docker}
 export DOCKER_BUILDKIT=1
 
-# 1. Debian 12 minbase from debootstrap (Debian's own packages), imported once.
-if ! "$DOCKER" image inspect tasks-ci/debian:bookworm-minbase >/dev/null 2>&1; then
+# 1. Debian 12 minbase from debootstrap (Debian's own packages), imported once. One
+# builder at a time: .ci/run builds SonarQube's image on it in the background while
+# a stage may be here, and on a new machine neither finds it made.
+debian_base() {
+  "$DOCKER" image inspect tasks-ci/debian:bookworm-minbase >/dev/null 2>&1
+}
+if ! debian_base; then
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/rootfs-bookworm.lock"
+  flock 9
+fi
+if ! debian_base; then
   ci/packages.sh install debootstrap
   ROOTFS="$CACHE/rootfs-bookworm"
   if [ ! -x "$ROOTFS/bin/sh" ]; then
@@ -27,6 +39,8 @@ if ! "$DOCKER" image inspect tasks-ci/debian:bookworm-minbase >/dev/null 2>&1; t
     "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
   tar -C "$ROOTFS" -c . | "$DOCKER" import - tasks-ci/debian:bookworm-minbase >&2
 fi
+exec 9>&-
+[ "${1:-}" = "--debian-only" ] && exit 0
 
 # 2. The stand-ins, each from its recipe in ci/standins/.
 standin() {

@@ -13,6 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-docker}
 bash tools/ferretdb/build.sh >/dev/null
+# The bases of both stand-ins (distroless for FerretDB, Debian for Prometheus).
+DOCKER=$DOCKER ci/base-images.sh --runtime-only >/dev/null
 ferretdb="tasks-ci/ferretdb:1.24.2-$(sha256sum tools/bin/ferretdb | cut -c1-12)"
 if ! "$DOCKER" image inspect "$ferretdb" >/dev/null 2>&1; then
   ctx=$(mktemp -d)

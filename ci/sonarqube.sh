@@ -68,6 +68,7 @@ image)
   hash=$({ cat "$recipe" "$0"; echo "$VERSION"; cat "$jdk/release"; } | sha256sum | cut -c1-16)
   if [ "$("$docker" image inspect -f '{{ index .Config.Labels "tasks-ci.recipe" }}' "$IMAGE" 2>/dev/null)" != "$hash" ]; then
     src=$(server)
+    DOCKER=$docker "$here/base-images.sh" --debian-only
     ctx=$(mktemp -d)
     trap 'rm -rf "$ctx"' EXIT
     # The whole JDK, not a jlinked runtime: Elasticsearch's entitlement checks
